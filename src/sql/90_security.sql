@@ -1,0 +1,105 @@
+-- Privileges and row-level security.  Nothing is granted to PUBLIC.
+
+-- Whether the current role may see a shop's orders: members of the shop's
+-- owner role, and the staff roles that work across shops.
+CREATE FUNCTION orderflow.shop_visible(shop_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_catalog.pg_has_role('orderflow_admin', 'USAGE')
+		OR pg_catalog.pg_has_role('orderflow_auditor', 'USAGE')
+		OR pg_catalog.pg_has_role('orderflow_reporting', 'USAGE')
+		OR pg_catalog.pg_has_role('orderflow_warehouse', 'USAGE')
+		OR EXISTS (SELECT FROM orderflow.shops s
+					WHERE s.id OPERATOR(pg_catalog.=) $1
+					  AND pg_catalog.pg_has_role(s.owner_role, 'USAGE'))
+$$;
+COMMENT ON FUNCTION orderflow.shop_visible(bigint) IS
+	'row-level security: whether the current role may see and change the shop''s orders';
+
+ALTER TABLE orderflow.orders ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON orderflow.orders
+	USING (orderflow.shop_visible(shop_id));
+ALTER TABLE orderflow.order_lines ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON orderflow.order_lines
+	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+ALTER TABLE orderflow.order_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON orderflow.order_events
+	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+
+REVOKE ALL ON ALL TABLES IN SCHEMA orderflow FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA orderflow FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA orderflow FROM PUBLIC;
+REVOKE ALL ON TYPE orderflow.order_state FROM PUBLIC;
+
+GRANT USAGE ON TYPE orderflow.order_state TO orderflow_admin, orderflow_operator,
+	orderflow_warehouse, orderflow_auditor, orderflow_reporting;
+
+-- Type support and read-only state-machine functions: every group.
+GRANT EXECUTE ON FUNCTION
+	orderflow.order_state_in(pg_catalog.cstring),
+	orderflow.order_state_out(orderflow.order_state),
+	orderflow.order_state_recv(pg_catalog.internal),
+	orderflow.order_state_send(orderflow.order_state),
+	orderflow.order_state_eq(orderflow.order_state, orderflow.order_state),
+	orderflow.order_state_ne(orderflow.order_state, orderflow.order_state),
+	orderflow.order_state_lt(orderflow.order_state, orderflow.order_state),
+	orderflow.order_state_le(orderflow.order_state, orderflow.order_state),
+	orderflow.order_state_gt(orderflow.order_state, orderflow.order_state),
+	orderflow.order_state_ge(orderflow.order_state, orderflow.order_state),
+	orderflow.order_state_cmp(orderflow.order_state, orderflow.order_state),
+	orderflow.order_state_hash(orderflow.order_state),
+	orderflow.order_state_hash_extended(orderflow.order_state, bigint),
+	orderflow.label(orderflow.order_state, text),
+	orderflow.can_transition(orderflow.order_state, orderflow.order_state),
+	orderflow.next_states(orderflow.order_state),
+	orderflow.state_graph(),
+	orderflow.shop_visible(bigint)
+TO orderflow_admin, orderflow_operator, orderflow_warehouse, orderflow_auditor,
+	orderflow_reporting;
+
+-- Auditors read the history and the graph, and verify chains.
+GRANT SELECT ON orderflow.order_events, orderflow.transitions, orderflow.initial_states
+	TO orderflow_auditor;
+GRANT SELECT (id, shop_id, order_no, state, history_seq, history_hash) ON orderflow.orders
+	TO orderflow_auditor;
+GRANT SELECT ON orderflow.shops TO orderflow_auditor;
+GRANT EXECUTE ON FUNCTION orderflow.verify_history(bigint) TO orderflow_auditor;
+
+-- Reporting tools read everything.
+GRANT SELECT ON ALL TABLES IN SCHEMA orderflow TO orderflow_reporting;
+
+-- Operators handle orders.
+GRANT SELECT ON ALL TABLES IN SCHEMA orderflow TO orderflow_operator;
+GRANT INSERT, UPDATE ON orderflow.orders, orderflow.order_lines TO orderflow_operator;
+GRANT DELETE ON orderflow.order_lines TO orderflow_operator;
+GRANT USAGE ON SEQUENCE orderflow.orders_id_seq TO orderflow_operator;
+GRANT EXECUTE ON FUNCTION
+	orderflow.transition(bigint, orderflow.order_state, text, orderflow.order_state),
+	orderflow.find_order(bigint, text),
+	orderflow.verify_history(bigint)
+TO orderflow_operator;
+
+-- Warehouse staff read orders and stock and move orders through fulfilment.
+GRANT SELECT ON orderflow.orders, orderflow.order_lines, orderflow.skus,
+	orderflow.warehouses, orderflow.bins, orderflow.shops, orderflow.transitions,
+	orderflow.initial_states
+TO orderflow_warehouse;
+GRANT UPDATE (state) ON orderflow.orders TO orderflow_warehouse;
+GRANT EXECUTE ON FUNCTION
+	orderflow.transition(bigint, orderflow.order_state, text, orderflow.order_state),
+	orderflow.find_order(bigint, text)
+TO orderflow_warehouse;
+
+-- Administrators configure the system.  No role but the extension owner
+-- may INSERT, UPDATE, DELETE or TRUNCATE the history.
+GRANT orderflow_operator TO orderflow_admin;
+GRANT orderflow_warehouse TO orderflow_admin;
+GRANT orderflow_auditor TO orderflow_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON orderflow.platforms, orderflow.shops,
+	orderflow.warehouses, orderflow.bins, orderflow.skus, orderflow.transitions,
+	orderflow.initial_states
+TO orderflow_admin;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA orderflow TO orderflow_admin;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA orderflow TO orderflow_admin;

@@ -1,0 +1,601 @@
+/*-------------------------------------------------------------------------
+ *
+ * transition.c
+ *	  The transition graph, its backend-local cache, and the trigger that
+ *	  validates every change of orders.state and records it in the audit
+ *	  history.
+ *
+ * The allowed transitions live in orderflow.transitions and the states an
+ * order may be created in live in orderflow.initial_states, so a DBA can
+ * read and change them.  Each backend caches both as bit sets.  A statement
+ * trigger on those tables sends a relcache invalidation for the table, and
+ * the relcache callback here drops the cache, so every backend sees a change
+ * from its next statement (the changing backend: from its next command).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "orderflow.h"
+
+#define BIT(s)	((OrderStateSet) (1 << (s)))
+
+typedef struct GraphCache
+{
+	bool		valid;
+	Oid			transitions_relid;
+	Oid			initial_relid;
+	Oid			events_relid;
+	Oid			events_owner;
+	OrderStateSet next[OS_COUNT];
+	OrderStateSet initial;
+} GraphCache;
+
+/* Column numbers of the orders table the trigger reads and stamps. */
+typedef struct OrderColumns
+{
+	Oid			relid;			/* InvalidOid: not looked up yet */
+	Oid			state_type;
+	AttrNumber	id;
+	AttrNumber	state;
+	AttrNumber	state_changed_at;
+	AttrNumber	paid_at;
+	AttrNumber	history_seq;
+	AttrNumber	history_hash;
+} OrderColumns;
+
+static GraphCache graph = {false};
+static OrderColumns order_columns = {InvalidOid};
+static bool callback_registered = false;
+static uint64 cache_generation = 1;
+
+/* Reason handed from orderflow.transition() to the trigger. */
+static const char *pending_reason = NULL;
+static int64 pending_reason_order = 0;
+
+static void
+GraphInvalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid ||
+		relid == graph.transitions_relid ||
+		relid == graph.initial_relid ||
+		relid == graph.events_relid)
+	{
+		graph.valid = false;
+		cache_generation++;
+	}
+	if (relid == InvalidOid || relid == order_columns.relid)
+	{
+		order_columns.relid = InvalidOid;
+		cache_generation++;
+	}
+}
+
+static void
+EnsureCallback(void)
+{
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(GraphInvalidate, (Datum) 0);
+		callback_registered = true;
+	}
+}
+
+/*
+ * The OID of a relation in the orderflow schema.
+ */
+Oid
+OrderflowRelid(const char *relname, bool missing_ok)
+{
+	Oid			nsp = get_namespace_oid("orderflow", missing_ok);
+	Oid			relid = InvalidOid;
+
+	if (OidIsValid(nsp))
+		relid = get_relname_relid(relname, nsp);
+	if (!OidIsValid(relid) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"orderflow.%s\" does not exist", relname),
+				 errhint("Is the orderflow extension installed in this database?")));
+	return relid;
+}
+
+static OrderStateSet
+ReadStateSet(const char *query, int column, OrderStateSet *per_from)
+{
+	OrderStateSet set = 0;
+
+	if (SPI_execute(query, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", query);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+									  column, &isnull);
+		OrderState	to;
+
+		if (isnull)
+			continue;
+		to = DatumGetOrderState(d);
+		if (per_from)
+		{
+			Datum		f = SPI_getbinval(SPI_tuptable->vals[i],
+										  SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				per_from[DatumGetOrderState(f)] |= BIT(to);
+		}
+		else
+			set |= BIT(to);
+	}
+	return set;
+}
+
+/*
+ * Make sure the cached graph is current.  The cache is marked valid before
+ * it is read, so an invalidation that arrives while reading (SPI takes
+ * locks, which processes invalidations) makes the next call read again.
+ */
+static void
+EnsureGraph(void)
+{
+	HeapTuple	tuple;
+	OrderStateSet next[OS_COUNT] = {0};
+	OrderStateSet initial;
+
+	if (graph.valid)
+		return;
+
+	EnsureCallback();
+
+	graph.transitions_relid = OrderflowRelid("transitions", false);
+	graph.initial_relid = OrderflowRelid("initial_states", false);
+	graph.events_relid = OrderflowRelid("order_events", false);
+	graph.valid = true;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ReadStateSet("SELECT from_state, to_state FROM orderflow.transitions", 2, next);
+	initial = ReadStateSet("SELECT state FROM orderflow.initial_states", 1, NULL);
+	SPI_finish();
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(graph.events_relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", graph.events_relid);
+	graph.events_owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+
+	memcpy(graph.next, next, sizeof(next));
+	graph.initial = initial;
+}
+
+OrderStateSet
+AllowedNextStates(OrderState from)
+{
+	EnsureGraph();
+	return graph.next[from];
+}
+
+OrderStateSet
+InitialStates(void)
+{
+	EnsureGraph();
+	return graph.initial;
+}
+
+Oid
+HistoryOwner(void)
+{
+	EnsureGraph();
+	return graph.events_owner;
+}
+
+/*
+ * A counter that moves whenever a table that saved plans depend on was
+ * invalidated; a plan saved at an older value must be prepared again.
+ */
+uint64
+OrderflowCacheGeneration(void)
+{
+	EnsureCallback();
+	return cache_generation;
+}
+
+static AttrNumber
+RequiredColumn(Relation rel, const char *name)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table \"%s\" has no column \"%s\"",
+						RelationGetRelationName(rel), name),
+				 errdetail("The order state trigger works only on a table shaped like orderflow.orders.")));
+	return (AttrNumber) attnum;
+}
+
+static void
+EnsureColumns(Relation rel)
+{
+	if (order_columns.relid == RelationGetRelid(rel))
+		return;
+	EnsureCallback();
+	order_columns.id = RequiredColumn(rel, "id");
+	order_columns.state = RequiredColumn(rel, "state");
+	order_columns.state_changed_at = RequiredColumn(rel, "state_changed_at");
+	order_columns.paid_at = RequiredColumn(rel, "paid_at");
+	order_columns.history_seq = RequiredColumn(rel, "history_seq");
+	order_columns.history_hash = RequiredColumn(rel, "history_hash");
+	order_columns.state_type =
+		TupleDescAttr(RelationGetDescr(rel), order_columns.state - 1)->atttypid;
+	order_columns.relid = RelationGetRelid(rel);
+}
+
+static void
+RaiseInvalidTransition(int64 order_id, int from, OrderState to)
+{
+	if (from < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OF_INVALID_TRANSITION),
+				 errmsg("an order cannot be created in state \"%s\"",
+						OrderStateName(to)),
+				 errdetail("Orders are created in one of: %s.",
+						   OrderStateSetToString(InitialStates())),
+				 errhint("See orderflow.initial_states.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_OF_INVALID_TRANSITION),
+			 errmsg("invalid order state transition from \"%s\" to \"%s\"",
+					OrderStateName((OrderState) from), OrderStateName(to)),
+			 errdetail("Order %lld may move from \"%s\" to: %s.",
+					   (long long) order_id, OrderStateName((OrderState) from),
+					   OrderStateSetToString(AllowedNextStates((OrderState) from))),
+			 errhint("See orderflow.transitions.")));
+}
+
+/*
+ * Refuse a change of a column the trigger maintains.
+ */
+static void
+CheckUnchanged(HeapTuple oldtuple, HeapTuple newtuple, TupleDesc desc,
+			   AttrNumber attnum)
+{
+	bool		oldnull,
+				newnull;
+	Datum		oldval = heap_getattr(oldtuple, attnum, desc, &oldnull);
+	Datum		newval = heap_getattr(newtuple, attnum, desc, &newnull);
+	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+
+	if (oldnull == newnull &&
+		(oldnull || datumIsEqual(oldval, newval, att->attbyval, att->attlen)))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OF_ORDER_IDENTITY),
+			 errmsg("column \"%s\" of an order cannot be changed directly",
+					NameStr(att->attname)),
+			 errdetail("The order id and its history position are maintained by orderflow.")));
+}
+
+PG_FUNCTION_INFO_V1(order_state_transition_trigger);
+Datum
+order_state_transition_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	oldtuple = NULL;
+	HeapTuple	newtuple;
+	bool		isnull;
+	int64		order_id;
+	int			from = -1;
+	OrderState	to;
+	HistoryEvent ev;
+	uint8		hash[HISTORY_HASH_LEN];
+	bytea	   *hash_datum;
+	int			cols[4];
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	int			ncols = 0;
+	bool		paid_at_null;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" was not called by trigger manager",
+						"order_state_transition_trigger")));
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired BEFORE ... FOR EACH ROW",
+						"order_state_transition_trigger")));
+
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	EnsureColumns(rel);
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		newtuple = trigdata->tg_trigtuple;
+	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		oldtuple = trigdata->tg_trigtuple;
+		newtuple = trigdata->tg_newtuple;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired for INSERT or UPDATE",
+						"order_state_transition_trigger")));
+
+	/* A NULL state is left to the NOT NULL constraint. */
+	to = DatumGetOrderState(heap_getattr(newtuple, order_columns.state, desc, &isnull));
+	if (isnull)
+		return PointerGetDatum(newtuple);
+	order_id = DatumGetInt64(heap_getattr(newtuple, order_columns.id, desc, &isnull));
+
+	memset(&ev, 0, sizeof(ev));
+	if (oldtuple != NULL)
+	{
+		Datum		seq;
+
+		CheckUnchanged(oldtuple, newtuple, desc, order_columns.id);
+		CheckUnchanged(oldtuple, newtuple, desc, order_columns.history_seq);
+		CheckUnchanged(oldtuple, newtuple, desc, order_columns.history_hash);
+
+		from = DatumGetOrderState(heap_getattr(oldtuple, order_columns.state, desc, &isnull));
+		if (isnull)
+			from = -1;
+		else if ((OrderState) from == to)
+			return PointerGetDatum(newtuple);	/* not a transition */
+
+		if (from < 0 || (AllowedNextStates((OrderState) from) & BIT(to)) == 0)
+			RaiseInvalidTransition(order_id, from, to);
+
+		seq = heap_getattr(oldtuple, order_columns.history_seq, desc, &isnull);
+		ev.seq = (isnull ? 0 : DatumGetInt32(seq)) + 1;
+		if (!heap_attisnull(oldtuple, order_columns.history_hash, desc))
+		{
+			bytea	   *prev = DatumGetByteaPP(heap_getattr(oldtuple,
+															order_columns.history_hash,
+															desc, &isnull));
+
+			if (VARSIZE_ANY_EXHDR(prev) == HISTORY_HASH_LEN)
+				ev.prev_hash = (const uint8 *) VARDATA_ANY(prev);
+		}
+	}
+	else
+	{
+		if ((InitialStates() & BIT(to)) == 0)
+			RaiseInvalidTransition(order_id, -1, to);
+		ev.seq = 1;
+	}
+
+	ev.order_id = order_id;
+	ev.from_state = from;
+	ev.to_state = to;
+	ev.at = GetCurrentTimestamp();
+	ev.session_role = GetUserNameFromId(GetSessionUserId(), false);
+	ev.acting_role = GetUserNameFromId(GetUserId(), false);
+	ev.application_name = (application_name && application_name[0]) ? application_name : NULL;
+	if (pending_reason != NULL && pending_reason_order == order_id)
+		ev.reason = pending_reason;
+	else if (orderflow_reason != NULL && orderflow_reason[0] != '\0')
+		ev.reason = orderflow_reason;
+	ev.xid = U64FromFullTransactionId(GetTopFullTransactionId());
+
+	HistoryEventHash(&ev, hash);
+	HistoryAppend(&ev, hash, order_columns.state_type);
+
+	/* Stamp the new row. */
+	hash_datum = (bytea *) palloc(VARHDRSZ + HISTORY_HASH_LEN);
+	SET_VARSIZE(hash_datum, VARHDRSZ + HISTORY_HASH_LEN);
+	memcpy(VARDATA(hash_datum), hash, HISTORY_HASH_LEN);
+
+	cols[ncols] = order_columns.state_changed_at;
+	values[ncols++] = TimestampTzGetDatum(ev.at);
+	cols[ncols] = order_columns.history_seq;
+	values[ncols++] = Int32GetDatum(ev.seq);
+	cols[ncols] = order_columns.history_hash;
+	values[ncols++] = PointerGetDatum(hash_datum);
+	(void) heap_getattr(newtuple, order_columns.paid_at, desc, &paid_at_null);
+	if (to == OS_PAID && paid_at_null)
+	{
+		cols[ncols] = order_columns.paid_at;
+		values[ncols++] = TimestampTzGetDatum(ev.at);
+	}
+
+	newtuple = heap_modify_tuple_by_cols(newtuple, desc, ncols, cols, values, nulls);
+	return PointerGetDatum(newtuple);
+}
+
+/*
+ * Statement trigger on the graph tables: make every backend reload.
+ */
+PG_FUNCTION_INFO_V1(order_graph_changed_trigger);
+Datum
+order_graph_changed_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" was not called by trigger manager",
+						"order_graph_changed_trigger")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired AFTER ... FOR EACH STATEMENT",
+						"order_graph_changed_trigger")));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(order_can_transition);
+Datum
+order_can_transition(PG_FUNCTION_ARGS)
+{
+	OrderState	from = PG_GETARG_ORDER_STATE(0);
+	OrderState	to = PG_GETARG_ORDER_STATE(1);
+
+	PG_RETURN_BOOL((AllowedNextStates(from) & BIT(to)) != 0);
+}
+
+PG_FUNCTION_INFO_V1(order_next_states);
+Datum
+order_next_states(PG_FUNCTION_ARGS)
+{
+	OrderState	from = PG_GETARG_ORDER_STATE(0);
+	OrderStateSet set = AllowedNextStates(from);
+	Oid			typid = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	Datum		elems[OS_COUNT];
+	int			n = 0;
+
+	for (int s = 0; s < OS_COUNT; s++)
+		if (set & BIT(s))
+			elems[n++] = OrderStateGetDatum((OrderState) s);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, typid, 1, true, TYPALIGN_CHAR));
+}
+
+/*
+ * orderflow.state_graph(): the state machine as Graphviz DOT.
+ */
+PG_FUNCTION_INFO_V1(order_state_graph);
+Datum
+order_state_graph(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+	OrderStateSet initial = InitialStates();
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf,
+						   "digraph order_state {\n"
+						   "  rankdir=LR;\n"
+						   "  node [shape=box, style=rounded, fontname=\"Noto Sans CJK SC,sans-serif\"];\n"
+						   "  start [shape=point, label=\"\"];\n");
+	for (int s = 0; s < OS_COUNT; s++)
+		appendStringInfo(&buf, "  %s [label=\"%s\\n%s\"%s];\n",
+						 OrderStateName((OrderState) s),
+						 OrderStateName((OrderState) s),
+						 OrderStateLabel((OrderState) s, true),
+						 AllowedNextStates((OrderState) s) == 0 ? ", peripheries=2" : "");
+	for (int s = 0; s < OS_COUNT; s++)
+		if (initial & BIT(s))
+			appendStringInfo(&buf, "  start -> %s;\n", OrderStateName((OrderState) s));
+	for (int f = 0; f < OS_COUNT; f++)
+		for (int t = 0; t < OS_COUNT; t++)
+			if (AllowedNextStates((OrderState) f) & BIT(t))
+				appendStringInfo(&buf, "  %s -> %s%s;\n",
+								 OrderStateName((OrderState) f),
+								 OrderStateName((OrderState) t),
+								 t == OS_CANCELLED ? " [style=dashed, color=gray50]" : "");
+	appendStringInfoString(&buf, "}\n");
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/*
+ * orderflow.transition(order_id, to_state, reason, expected): lock the
+ * order, check it is in the expected state if one is given, and move it.
+ * Returns the state the order left (or its unchanged state when it already
+ * was in to_state).  The trigger validates and records the change.
+ */
+PG_FUNCTION_INFO_V1(order_transition);
+Datum
+order_transition(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr update_plan = NULL;
+	static uint64 plan_generation = 0;
+	int64		order_id;
+	OrderState	to;
+	OrderState	current;
+	Oid			argtypes[2];
+	Datum		args[2];
+	bool		isnull;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("order id and target state must not be null")));
+	order_id = PG_GETARG_INT64(0);
+	to = PG_GETARG_ORDER_STATE(1);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (plan_generation != OrderflowCacheGeneration())
+	{
+		if (lock_plan)
+			SPI_freeplan(lock_plan);
+		if (update_plan)
+			SPI_freeplan(update_plan);
+		lock_plan = update_plan = NULL;
+		argtypes[0] = INT8OID;
+		argtypes[1] = get_fn_expr_argtype(fcinfo->flinfo, 1);
+		lock_plan = SPI_prepare("SELECT state FROM orderflow.orders WHERE id = $1 FOR UPDATE",
+								1, argtypes);
+		if (lock_plan == NULL || SPI_keepplan(lock_plan) != 0)
+			elog(ERROR, "could not prepare order lock query");
+		update_plan = SPI_prepare("UPDATE orderflow.orders SET state = $2 WHERE id = $1",
+								  2, argtypes);
+		if (update_plan == NULL || SPI_keepplan(update_plan) != 0)
+			elog(ERROR, "could not prepare order update query");
+		plan_generation = OrderflowCacheGeneration();
+	}
+
+	args[0] = Int64GetDatum(order_id);
+	if (SPI_execute_plan(lock_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "order lock query failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
+				 errmsg("order %lld does not exist", (long long) order_id)));
+	current = DatumGetOrderState(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+
+	if (!PG_ARGISNULL(3) && PG_GETARG_ORDER_STATE(3) != current)
+		ereport(ERROR,
+				(errcode(ERRCODE_OF_STATE_MISMATCH),
+				 errmsg("order %lld is in state \"%s\", not \"%s\"",
+						(long long) order_id, OrderStateName(current),
+						OrderStateName(PG_GETARG_ORDER_STATE(3))),
+				 errdetail("Another transaction may have moved the order first.")));
+
+	if (current != to)
+	{
+		args[1] = OrderStateGetDatum(to);
+		pending_reason = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+		pending_reason_order = order_id;
+		PG_TRY();
+		{
+			if (SPI_execute_plan(update_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "order update failed");
+		}
+		PG_FINALLY();
+		{
+			pending_reason = NULL;
+		}
+		PG_END_TRY();
+	}
+
+	SPI_finish();
+	PG_RETURN_ORDER_STATE(current);
+}
