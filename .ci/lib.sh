@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # (the of_* variables are for the scripts that source this)
 # Shared helpers for .ci/test, .ci/demo and bench/run.  Source it, don't run it.
 #
 # Environment (all optional):
