@@ -50,11 +50,16 @@ of_as_pg() {
 		"PGPORT=$ORDERFLOW_PORT"
 		"PGUSER=$of_osuser"
 	)
-	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u postgres -- env "${envs[@]}" "$@"
-	else
-		env "${envs[@]}" "$@"
-	fi
+	# Run from a directory postgres can enter (the caller's may be root-only,
+	# which initdb and psql complain about); commands take absolute paths.
+	(
+		cd "$ORDERFLOW_WORKDIR" 2>/dev/null || cd /
+		if [ "$(id -u)" -eq 0 ]; then
+			runuser -u postgres -- env "${envs[@]}" "$@"
+		else
+			env "${envs[@]}" "$@"
+		fi
+	)
 }
 
 # of_psql ARGS...: psql against the cluster, stopping at the first error.
