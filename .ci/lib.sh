@@ -1,4 +1,5 @@
-# shellcheck shell=bash disable=SC2034 # (the of_* variables are for the scripts that source this)
+# shellcheck shell=bash disable=SC2034
+# (SC2034: the of_* variables are used by the scripts that source this file.)
 # Shared helpers for .ci/test, .ci/demo and bench/run.  Source it, don't run it.
 #
 # Environment (all optional):
@@ -15,6 +16,8 @@
 #   ORDERFLOW_KEEP=1   leave the cluster running on exit (and say how to reach it)
 #   ORDERFLOW_PG_SETTINGS  extra postgresql.conf lines for the cluster
 
+# runuser lives in /usr/sbin, which a non-login root shell may lack on PATH.
+PATH=$PATH:/usr/sbin:/sbin
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 ORDERFLOW_WORKDIR=${ORDERFLOW_WORKDIR:-/var/tmp/orderflow-build}
 ORDERFLOW_PORT=${ORDERFLOW_PORT:-55432}
