@@ -19,6 +19,7 @@
 #include "nodes/miscnodes.h"
 #endif
 #include "utils/builtins.h"
+#include "utils/tuplestore.h"
 
 #include "orderflow.h"
 
@@ -193,6 +194,20 @@ STATE_CMP_FUNC(order_state_le, <=)
 STATE_CMP_FUNC(order_state_gt, >)
 STATE_CMP_FUNC(order_state_ge, >=)
 
+PG_FUNCTION_INFO_V1(order_state_smaller);
+Datum
+order_state_smaller(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ORDER_STATE(Min(PG_GETARG_ORDER_STATE(0), PG_GETARG_ORDER_STATE(1)));
+}
+
+PG_FUNCTION_INFO_V1(order_state_larger);
+Datum
+order_state_larger(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ORDER_STATE(Max(PG_GETARG_ORDER_STATE(0), PG_GETARG_ORDER_STATE(1)));
+}
+
 PG_FUNCTION_INFO_V1(order_state_cmp);
 Datum
 order_state_cmp(PG_FUNCTION_ARGS)
@@ -242,4 +257,28 @@ order_state_label(PG_FUNCTION_ARGS)
 				 errmsg("unsupported label language \"%s\"", lang),
 				 errhint("Use \"en\" or \"zh\".")));
 	PG_RETURN_TEXT_P(cstring_to_text(OrderStateLabel(state, chinese)));
+}
+
+/*
+ * orderflow.states(): every state with its stage number and labels.
+ */
+PG_FUNCTION_INFO_V1(order_states);
+Datum
+order_states(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Tuplestorestate *tupstore = MaterializeResult(fcinfo, &desc);
+
+	for (int s = 0; s < OS_COUNT; s++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		values[0] = OrderStateGetDatum((OrderState) s);
+		values[1] = Int32GetDatum(s);
+		values[2] = CStringGetTextDatum(state_names[s].label_en);
+		values[3] = CStringGetTextDatum(state_names[s].label_zh);
+		tuplestore_putvalues(tupstore, desc, values, nulls);
+	}
+	return (Datum) 0;
 }

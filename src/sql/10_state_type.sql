@@ -122,6 +122,26 @@ CREATE OPERATOR CLASS orderflow.order_state_ops
 	FUNCTION 1 orderflow.order_state_hash(orderflow.order_state),
 	FUNCTION 2 orderflow.order_state_hash_extended(orderflow.order_state, bigint);
 
+CREATE FUNCTION orderflow.order_state_smaller(orderflow.order_state, orderflow.order_state)
+RETURNS orderflow.order_state AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION orderflow.order_state_larger(orderflow.order_state, orderflow.order_state)
+RETURNS orderflow.order_state AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION orderflow.order_state_smaller(orderflow.order_state, orderflow.order_state) IS 'earlier of two states';
+COMMENT ON FUNCTION orderflow.order_state_larger(orderflow.order_state, orderflow.order_state) IS 'later of two states';
+
+CREATE AGGREGATE orderflow.min(orderflow.order_state) (
+	SFUNC = orderflow.order_state_smaller, STYPE = orderflow.order_state,
+	SORTOP = OPERATOR(orderflow.<), COMBINEFUNC = orderflow.order_state_smaller,
+	PARALLEL = SAFE
+);
+CREATE AGGREGATE orderflow.max(orderflow.order_state) (
+	SFUNC = orderflow.order_state_larger, STYPE = orderflow.order_state,
+	SORTOP = OPERATOR(orderflow.>), COMBINEFUNC = orderflow.order_state_larger,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE orderflow.min(orderflow.order_state) IS 'earliest state';
+COMMENT ON AGGREGATE orderflow.max(orderflow.order_state) IS 'latest state';
+
 -- Casts to and from text go through the type's text input and output.
 CREATE CAST (orderflow.order_state AS text) WITH INOUT AS ASSIGNMENT;
 CREATE CAST (text AS orderflow.order_state) WITH INOUT;
@@ -131,3 +151,9 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'order_state_label' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION orderflow.label(orderflow.order_state, text) IS
 	'human label of a state in English (''en'') or Chinese (''zh'')';
+
+CREATE FUNCTION orderflow.states()
+RETURNS TABLE (state orderflow.order_state, stage integer, label_en text, label_zh text)
+AS 'MODULE_PATHNAME', 'order_states' LANGUAGE C IMMUTABLE PARALLEL SAFE ROWS 14;
+COMMENT ON FUNCTION orderflow.states() IS
+	'every order state in stage order, with its stage number and English and Chinese labels';

@@ -83,7 +83,10 @@ BEGIN
 	IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
 		RAISE EXCEPTION 'shop name must not be empty' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF platform IS NULL OR NOT EXISTS (SELECT FROM orderflow.platforms p
+	IF platform IS NULL THEN
+		RAISE EXCEPTION 'platform must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT FROM orderflow.platforms p
 										WHERE p.name OPERATOR(pg_catalog.=) platform) THEN
 		RAISE EXCEPTION 'unknown platform "%"', platform
 			USING ERRCODE = 'invalid_parameter_value',
@@ -232,9 +235,12 @@ BEGIN
 	IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
 		RAISE EXCEPTION 'SKU name must not be empty' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF unit_price IS NULL OR unit_price OPERATOR(pg_catalog.<) 0
+	IF unit_price IS NULL THEN
+		RAISE EXCEPTION 'unit price must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF unit_price OPERATOR(pg_catalog.<) 0
 	   OR unit_price OPERATOR(pg_catalog.<>) pg_catalog.round(unit_price, 2) THEN
-		RAISE EXCEPTION 'invalid unit price %', coalesce(unit_price::text, 'null')
+		RAISE EXCEPTION 'invalid unit price %', unit_price
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'Prices are zero or more, with at most two decimal places.';
 	END IF;
