@@ -16,6 +16,7 @@
 #include "utils/tuplestore.h"
 
 #include "orderflow.h"
+#include "allocator.h"
 
 PG_MODULE_MAGIC;
 
@@ -39,6 +40,7 @@ OrderflowShmemRequest(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
+	AllocatorShmemRequest();
 }
 
 static void
@@ -46,6 +48,7 @@ OrderflowShmemStartup(void)
 {
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
+	AllocatorShmemStartup();
 	orderflow_shmem_ready = true;
 }
 
@@ -60,6 +63,8 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	AllocatorDefineGucs();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("orderflow");

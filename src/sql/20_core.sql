@@ -154,6 +154,26 @@ CREATE TRIGGER graph_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderflow.initial_states
 	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.graph_changed();
 
+-- SKU and warehouse codes are natural keys that stock counters and order
+-- lines refer to: they never change.
+CREATE FUNCTION orderflow.code_immutable() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NEW.code OPERATOR(pg_catalog.<>) OLD.code THEN
+		RAISE EXCEPTION 'the code of % "%" cannot be changed', TG_ARGV[0], OLD.code
+			USING ERRCODE = 'OF009',
+				  HINT = 'Create a new one and retire the old one instead.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION orderflow.code_immutable() IS
+	'row trigger: refuses changes of a SKU or warehouse code';
+CREATE TRIGGER code_immutable BEFORE UPDATE OF code ON orderflow.skus
+	FOR EACH ROW EXECUTE FUNCTION orderflow.code_immutable('SKU');
+CREATE TRIGGER code_immutable BEFORE UPDATE OF code ON orderflow.warehouses
+	FOR EACH ROW EXECUTE FUNCTION orderflow.code_immutable('warehouse');
+
 -- Orders.  Applications may INSERT directly: every column but shop_id and
 -- order_no has a default.  The trigger guards every state change.
 CREATE TABLE orderflow.orders (
@@ -186,6 +206,8 @@ CREATE TABLE orderflow.orders (
 	buyer_note text,
 	seller_note text,
 	payment_method text,
+	allocation_policy text
+		CHECK (allocation_policy IN ('split', 'wait', 'cancel_missing')),
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	paid_at timestamptz,
 	payment_deadline timestamptz,
@@ -202,6 +224,7 @@ COMMENT ON COLUMN orderflow.orders.discount_amount IS 'order-level and line disc
 COMMENT ON COLUMN orderflow.orders.total_amount IS 'amount the buyer owes: goods - discounts + shipping';
 COMMENT ON COLUMN orderflow.orders.paid_amount IS 'amount the buyer has paid';
 COMMENT ON COLUMN orderflow.orders.allow_split IS 'buyer consents to split shipment; NULL means the shop default';
+COMMENT ON COLUMN orderflow.orders.allocation_policy IS 'policy of the last allocation, reused when back-orders are filled';
 COMMENT ON COLUMN orderflow.orders.paid_at IS 'when payment arrived; stamped on the transition to paid if not given';
 COMMENT ON COLUMN orderflow.orders.payment_deadline IS 'an unpaid order is cancelled after this time';
 COMMENT ON COLUMN orderflow.orders.history_seq IS 'sequence number of the newest audit event (maintained by the trigger)';
@@ -211,7 +234,7 @@ CREATE INDEX orders_state_idx ON orderflow.orders (state, priority, paid_at);
 CREATE TABLE orderflow.order_lines (
 	order_id bigint NOT NULL REFERENCES orderflow.orders (id),
 	line_no integer NOT NULL CHECK (line_no OPERATOR(pg_catalog.>) 0),
-	sku text REFERENCES orderflow.skus (code) ON UPDATE CASCADE,
+	sku text REFERENCES orderflow.skus (code),
 	platform_sku text,
 	name text,
 	qty integer NOT NULL CHECK (qty OPERATOR(pg_catalog.>) 0),
@@ -219,12 +242,17 @@ CREATE TABLE orderflow.order_lines (
 		CHECK (unit_price OPERATOR(pg_catalog.>=) 0),
 	discount numeric(14,2) NOT NULL DEFAULT 0
 		CHECK (discount OPERATOR(pg_catalog.>=) 0),
+	cancelled_qty integer NOT NULL DEFAULT 0
+		CHECK (cancelled_qty OPERATOR(pg_catalog.>=) 0 AND cancelled_qty OPERATOR(pg_catalog.<=) qty),
+	substitutes integer,
 	PRIMARY KEY (order_id, line_no)
 );
 COMMENT ON TABLE orderflow.order_lines IS 'order lines; line_no is assigned when omitted';
 COMMENT ON COLUMN orderflow.order_lines.sku IS 'our SKU code; NULL while the platform SKU is not mapped';
 COMMENT ON COLUMN orderflow.order_lines.platform_sku IS 'the platform''s SKU or item id as received';
 COMMENT ON COLUMN orderflow.order_lines.discount IS 'discount on the whole line (not per unit)';
+COMMENT ON COLUMN orderflow.order_lines.cancelled_qty IS 'units of the line cancelled (out of stock or by request); the amount is refunded';
+COMMENT ON COLUMN orderflow.order_lines.substitutes IS 'line_no of the line this line replaces (substitution)';
 
 -- The audit history: one row per accepted state change.
 CREATE TABLE orderflow.order_events (
@@ -286,8 +314,15 @@ CREATE FUNCTION orderflow.order_lines_guard() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	st orderflow.order_state;
-	ord bigint := CASE WHEN TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN OLD.order_id ELSE NEW.order_id END;
+	ord bigint;
+	substitution boolean := false;
 BEGIN
+	IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+		ord := OLD.order_id;
+	ELSE
+		ord := NEW.order_id;
+		substitution := TG_OP OPERATOR(pg_catalog.=) 'INSERT' AND NEW.substitutes IS NOT NULL;
+	END IF;
 	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
 	   AND NEW.order_id IS NOT DISTINCT FROM OLD.order_id
 	   AND NEW.line_no IS NOT DISTINCT FROM OLD.line_no
@@ -298,17 +333,18 @@ BEGIN
 		RETURN NEW;
 	END IF;
 	SELECT o.state INTO st FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) ord;
-	IF FOUND AND st OPERATOR(orderflow.>=) 'approved'::orderflow.order_state THEN
+	IF FOUND AND st OPERATOR(orderflow.>=) 'approved'::orderflow.order_state
+	   AND NOT (substitution AND st OPERATOR(orderflow.<=) 'allocated'::orderflow.order_state) THEN
 		RAISE EXCEPTION 'lines of order % cannot change in state "%"', ord, st
 			USING ERRCODE = 'OF011',
-				  DETAIL = 'Lines may change while the order is pending_payment, paid or on_hold.';
+				  DETAIL = 'Lines may change while the order is pending_payment, paid or on_hold; later use orderflow.cancel_line or orderflow.substitute_line.';
+	END IF;
+	IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+		RETURN OLD;
 	END IF;
 	IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' AND NEW.line_no IS NULL THEN
 		SELECT coalesce(pg_catalog.max(l.line_no), 0) OPERATOR(pg_catalog.+) 1 INTO NEW.line_no
 		  FROM orderflow.order_lines l WHERE l.order_id OPERATOR(pg_catalog.=) NEW.order_id;
-	END IF;
-	IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-		RETURN OLD;
 	END IF;
 	RETURN NEW;
 END

@@ -97,6 +97,48 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.find_order(bigint, text)
 TO orderflow_warehouse;
 
+-- Stock: everyone who handles orders may reserve, allocate and look at
+-- availability; the ledger and holds are written only through functions.
+GRANT EXECUTE ON FUNCTION
+	orderflow.reserve(text, text, integer, text, interval),
+	orderflow.release(bigint),
+	orderflow.available(text, text),
+	orderflow.hold(text, text, integer, text, timestamptz, bigint, integer, bigint, bigint, boolean),
+	orderflow.hold_for_line(bigint, integer, text, text, integer, boolean, bigint, bigint),
+	orderflow.release_holds(bigint, integer),
+	orderflow.claim_holds(bigint, integer, text, text, integer),
+	orderflow.line_needs(bigint),
+	orderflow.lot_stock(text, text),
+	orderflow.line_refund(bigint, integer, integer),
+	orderflow.cancel_units(bigint, integer, integer, text),
+	orderflow.lock_order(bigint),
+	orderflow.allocate(bigint, text),
+	orderflow.fill_backorders(integer),
+	orderflow.cancel_line(bigint, integer, text),
+	orderflow.substitute_line(bigint, integer, text, numeric, text)
+TO orderflow_operator, orderflow_warehouse;
+GRANT EXECUTE ON FUNCTION
+	orderflow.record_movement(text, text, text, text, integer, text, text, text, date, date),
+	orderflow.receive_stock(text, text, text, integer, text, date, date),
+	orderflow.adjust_stock(text, text, text, integer, text, text),
+	orderflow.expire_reservations(integer),
+	orderflow.compact_stock(interval)
+TO orderflow_warehouse;
+GRANT EXECUTE ON FUNCTION
+	orderflow.check_stock(),
+	orderflow.stock_counters(),
+	orderflow.counter_drift(bigint, bigint)
+TO orderflow_auditor, orderflow_operator, orderflow_warehouse;
+GRANT INSERT ON orderflow.order_adjustments TO orderflow_operator, orderflow_warehouse;
+GRANT USAGE ON SEQUENCE orderflow.order_adjustments_id_seq TO orderflow_operator, orderflow_warehouse;
+GRANT UPDATE (allocation_policy, total_amount, goods_amount) ON orderflow.orders TO orderflow_warehouse;
+GRANT UPDATE (cancelled_qty) ON orderflow.order_lines TO orderflow_warehouse;
+GRANT INSERT ON orderflow.order_lines TO orderflow_warehouse;
+GRANT SELECT ON orderflow.reservations, orderflow.stock_movements, orderflow.stock_balances,
+	orderflow.lots, orderflow.order_adjustments TO orderflow_warehouse;
+GRANT SELECT ON orderflow.reservations, orderflow.stock_movements, orderflow.stock_balances,
+	orderflow.lots TO orderflow_auditor;
+
 -- Administrators configure the system.  No role but the extension owner
 -- may INSERT, UPDATE, DELETE or TRUNCATE the history.
 GRANT orderflow_operator TO orderflow_admin;

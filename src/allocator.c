@@ -1,0 +1,1461 @@
+/*-------------------------------------------------------------------------
+ *
+ * allocator.c
+ *	  Non-blocking stock reservation with escrow counters in shared memory.
+ *
+ * The durable truth is in three tables: stock movements (receipts,
+ * adjustments, shipments) and their compacted balances give the quantity
+ * on hand per SKU and warehouse; reservations with status 'held' give the
+ * quantity promised.  Available = on hand - held.
+ *
+ * Each (database, SKU, warehouse) has a counter in shared memory holding
+ * the available quantity, loaded lazily from the tables.  Following the
+ * escrow method, a reservation decrements the counter at once with a
+ * compare-and-swap that never lets it fall below zero, so no reservation
+ * ever waits for another transaction and none can oversell; the hold row
+ * is inserted in the same transaction.  If the transaction (or the
+ * subtransaction) rolls back, the quantity is added back.  Quantities that
+ * come back (releases, expiries, receipts) are added only when their
+ * transaction commits, so nobody can reserve stock that might still vanish.
+ *
+ * Two windows need care:
+ *
+ * - A committing transaction is visible to new snapshots slightly before
+ *   its commit callback runs.  A counter being loaded in that window could
+ *   count an increment twice (once from the tables, once from the
+ *   callback).  Each transaction therefore announces its increments in
+ *   PRE_COMMIT (counter->pending), before it becomes visible.  A counter is
+ *   only loaded while no announced increment is outstanding, and a load is
+ *   discarded and retried if any increment was announced or applied while
+ *   it ran (counter->missed).
+ *
+ * - While a counter is loading, reservations on it wait for the load (an
+ *   in-memory wait of one query, once per counter after a restart); they
+ *   never wait on a lock held by another transaction.
+ *
+ * After a crash shared memory starts empty and every counter is loaded
+ * again from the committed tables: counters are a cache, the tables are
+ * the truth, and orderflow.check_stock() compares the two.
+ *
+ * PREPARE TRANSACTION is refused when the transaction changed a counter:
+ * a prepared transaction outlives the backend's commit callbacks.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/rel.h"
+#include "utils/tuplestore.h"
+
+#include "orderflow.h"
+#include "allocator.h"
+
+#define CODE_MAX 64
+
+typedef struct StockKey
+{
+	Oid			dbid;
+	Oid			incarnation;	/* OID of orderflow.reservations */
+	int64		sku_id;
+	int64		warehouse_id;
+} StockKey;
+
+typedef enum CounterState
+{
+	COUNTER_UNLOADED,
+	COUNTER_LOADING,
+	COUNTER_READY
+} CounterState;
+
+typedef struct StockCounter
+{
+	StockKey	key;
+	slock_t		mutex;			/* protects state, pending, missed */
+	CounterState state;
+	int			pending;		/* announced, not yet applied increments */
+	bool		missed;			/* an increment came while not READY */
+	pg_atomic_uint64 available; /* int64 stored unsigned */
+	pg_atomic_uint64 inflight;	/* decrements of open transactions */
+} StockCounter;
+
+typedef struct AllocatorShared
+{
+	LWLock	   *lock;			/* protects counter creation */
+	int			ncounters;
+} AllocatorShared;
+
+/* A counter change made by the current transaction. */
+typedef struct PendingChange
+{
+	StockKey	key;
+	StockCounter *counter;		/* NULL until needed */
+	int64		delta;			/* immediate: > 0 taken; else applied at commit */
+	bool		immediate;
+	bool		announced;
+	SubTransactionId subid;
+} PendingChange;
+
+/* Backend-local map from (SKU code, warehouse code) to the counter. */
+typedef struct CodeKey
+{
+	char		sku[CODE_MAX + 1];
+	char		warehouse[CODE_MAX + 1];
+} CodeKey;
+
+typedef struct CodeEntry
+{
+	CodeKey		key;
+	int64		sku_id;
+	int64		warehouse_id;
+	StockCounter *counter;
+} CodeEntry;
+
+static int	max_stock_counters = 65536;
+static AllocatorShared *shared = NULL;
+static HTAB *counters = NULL;
+
+static HTAB *code_cache = NULL;
+static Oid	cached_incarnation = InvalidOid;
+static bool code_cache_valid = false;
+static bool callbacks_registered = false;
+
+static List *pending_changes = NIL;
+static StockCounter *loading_counter = NULL;
+
+/* ---------- setup ---------- */
+
+void
+AllocatorDefineGucs(void)
+{
+	DefineCustomIntVariable("orderflow.max_stock_counters",
+							"Maximum number of (SKU, warehouse) stock counters kept in shared memory.",
+							"Each database's SKU and warehouse pair that is reserved or received uses one.",
+							&max_stock_counters,
+							65536, 1024, 16 * 1024 * 1024,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+}
+
+static Size
+AllocatorShmemSize(void)
+{
+	return add_size(MAXALIGN(sizeof(AllocatorShared)),
+					hash_estimate_size(max_stock_counters, sizeof(StockCounter)));
+}
+
+void
+AllocatorShmemRequest(void)
+{
+	RequestAddinShmemSpace(AllocatorShmemSize());
+	RequestNamedLWLockTranche("orderflow", 1);
+}
+
+void
+AllocatorShmemStartup(void)
+{
+	bool		found;
+	HASHCTL		info;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("orderflow allocator", sizeof(AllocatorShared), &found);
+	if (!found)
+	{
+		shared->lock = &(GetNamedLWLockTranche("orderflow"))->lock;
+		shared->ncounters = 0;
+	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(StockKey);
+	info.entrysize = sizeof(StockCounter);
+	counters = ShmemInitHash("orderflow stock counters",
+							 max_stock_counters, max_stock_counters,
+							 &info, HASH_ELEM | HASH_BLOBS);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* ---------- transaction tracking ---------- */
+
+static void
+ResetLoadingCounter(void)
+{
+	if (loading_counter != NULL)
+	{
+		SpinLockAcquire(&loading_counter->mutex);
+		if (loading_counter->state == COUNTER_LOADING)
+			loading_counter->state = COUNTER_UNLOADED;
+		SpinLockRelease(&loading_counter->mutex);
+		loading_counter = NULL;
+	}
+}
+
+static void
+AllocatorExit(int code, Datum arg)
+{
+	ResetLoadingCounter();
+}
+
+static StockCounter *FindCounter(const StockKey *key, bool create);
+
+/*
+ * Announce commit-time increments before the transaction becomes visible.
+ * Changes to the same counter are merged first so the counter moves once.
+ */
+static void
+AnnounceIncrements(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_changes)
+	{
+		PendingChange *pc = (PendingChange *) lfirst(lc);
+		ListCell   *lc2;
+
+		if (pc->immediate || pc->delta == 0)
+			continue;
+		for_each_cell(lc2, pending_changes, lnext(pending_changes, lc))
+		{
+			PendingChange *other = (PendingChange *) lfirst(lc2);
+
+			if (!other->immediate && other->delta != 0 &&
+				memcmp(&other->key, &pc->key, sizeof(StockKey)) == 0)
+			{
+				pc->delta += other->delta;
+				other->delta = 0;
+			}
+		}
+	}
+
+	foreach(lc, pending_changes)
+	{
+		PendingChange *pc = (PendingChange *) lfirst(lc);
+
+		if (pc->immediate || pc->delta == 0)
+			continue;
+		if (pc->delta < 0)
+			elog(ERROR, "stock counter would lose %lld units at commit",
+				 (long long) -pc->delta);
+		if (pc->counter == NULL)
+			pc->counter = FindCounter(&pc->key, true);
+		SpinLockAcquire(&pc->counter->mutex);
+		pc->counter->pending++;
+		SpinLockRelease(&pc->counter->mutex);
+		pc->announced = true;
+	}
+}
+
+/*
+ * Apply or undo every change at the end of the transaction.  Runs inside
+ * commit or abort processing: no errors, only spinlocks and atomics.
+ */
+static void
+FinishChanges(bool commit)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_changes)
+	{
+		PendingChange *pc = (PendingChange *) lfirst(lc);
+		StockCounter *c = pc->counter;
+
+		if (pc->immediate)
+		{
+			if (c == NULL || pc->delta <= 0)
+				continue;
+			if (!commit)
+				pg_atomic_fetch_add_u64(&c->available, (uint64) pc->delta);
+			pg_atomic_fetch_sub_u64(&c->inflight, (uint64) pc->delta);
+		}
+		else if (pc->announced)
+		{
+			SpinLockAcquire(&c->mutex);
+			if (commit)
+			{
+				if (c->state == COUNTER_READY)
+					pg_atomic_fetch_add_u64(&c->available, (uint64) pc->delta);
+				else
+					c->missed = true;
+			}
+			c->pending--;
+			SpinLockRelease(&c->mutex);
+		}
+	}
+	pending_changes = NIL;
+}
+
+static bool
+HasCounterChanges(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_changes)
+	{
+		PendingChange *pc = (PendingChange *) lfirst(lc);
+
+		if (pc->delta != 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+AllocatorXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			AnnounceIncrements();
+			break;
+		case XACT_EVENT_COMMIT:
+			FinishChanges(true);
+			break;
+		case XACT_EVENT_ABORT:
+			ResetLoadingCounter();
+			FinishChanges(false);
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (HasCounterChanges())
+				ereport(ERROR,
+						(errcode(ERRCODE_OF_PREPARED_RESERVATION),
+						 errmsg("cannot prepare a transaction that reserved, released or received stock"),
+						 errdetail("Stock counters are settled by the backend that commits; a prepared transaction could be committed elsewhere."),
+						 errhint("Commit stock changes in an ordinary transaction.")));
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+AllocatorSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending_changes)
+		{
+			PendingChange *pc = (PendingChange *) lfirst(lc);
+
+			if (pc->subid == mySubid)
+				pc->subid = parentSubid;
+		}
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending_changes)
+		{
+			PendingChange *pc = (PendingChange *) lfirst(lc);
+
+			if (pc->subid != mySubid)
+				continue;
+			if (pc->immediate && pc->counter != NULL && pc->delta > 0)
+			{
+				pg_atomic_fetch_add_u64(&pc->counter->available, (uint64) pc->delta);
+				pg_atomic_fetch_sub_u64(&pc->counter->inflight, (uint64) pc->delta);
+			}
+			pc->delta = 0;
+		}
+	}
+}
+
+static void
+AllocatorInvalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == cached_incarnation)
+		code_cache_valid = false;
+}
+
+static void
+EnsureCallbacks(void)
+{
+	if (callbacks_registered)
+		return;
+	RegisterXactCallback(AllocatorXactCallback, NULL);
+	RegisterSubXactCallback(AllocatorSubXactCallback, NULL);
+	CacheRegisterRelcacheCallback(AllocatorInvalidate, (Datum) 0);
+	before_shmem_exit(AllocatorExit, (Datum) 0);
+	callbacks_registered = true;
+}
+
+/*
+ * Reserve room for one change in the transaction's list, before the counter
+ * is touched, so that recording it afterwards cannot fail.
+ */
+static PendingChange *
+NewChange(const StockKey *key, StockCounter *counter, bool immediate)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	PendingChange *pc = palloc0(sizeof(PendingChange));
+
+	pc->key = *key;
+	pc->counter = counter;
+	pc->immediate = immediate;
+	pc->subid = GetCurrentSubTransactionId();
+	pending_changes = lappend(pending_changes, pc);
+	MemoryContextSwitchTo(old);
+	return pc;
+}
+
+/* ---------- counters ---------- */
+
+static void
+RequireAllocator(void)
+{
+	RequireSharedMemory("orderflow stock allocation");
+	EnsureCallbacks();
+}
+
+static StockCounter *
+FindCounter(const StockKey *key, bool create)
+{
+	StockCounter *c;
+	bool		found;
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	c = (StockCounter *) hash_search(counters, key, HASH_FIND, NULL);
+	LWLockRelease(shared->lock);
+	if (c != NULL || !create)
+		return c;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	c = (StockCounter *) hash_search(counters, key, HASH_FIND, NULL);
+	if (c == NULL)
+	{
+		if (shared->ncounters < max_stock_counters)
+			c = (StockCounter *) hash_search(counters, key, HASH_ENTER_NULL, &found);
+		if (c == NULL)
+		{
+			LWLockRelease(shared->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_ALLOCATOR_FULL),
+					 errmsg("orderflow stock counters are full"),
+					 errdetail("All %d counters in shared memory are in use.", max_stock_counters),
+					 errhint("Increase orderflow.max_stock_counters and restart the server.")));
+		}
+		SpinLockInit(&c->mutex);
+		c->state = COUNTER_UNLOADED;
+		c->pending = 0;
+		c->missed = false;
+		pg_atomic_init_u64(&c->available, 0);
+		pg_atomic_init_u64(&c->inflight, 0);
+		shared->ncounters++;
+	}
+	LWLockRelease(shared->lock);
+	return c;
+}
+
+/*
+ * Run a read-only query as the extension's table owner with a snapshot
+ * taken now (also in REPEATABLE READ transactions), returning one bigint.
+ */
+static int64
+OwnerQueryInt64(const char *sql, int nargs, Oid *argtypes, Datum *args,
+				bool latest)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	SPIPlanPtr	plan;
+	int64		result = 0;
+	bool		isnull;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", sql);
+	if (latest)
+		rc = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
+								  InvalidSnapshot, true, false, 1);
+	else
+		rc = SPI_execute_plan(plan, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI query failed: %s", sql);
+	if (SPI_processed > 0)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			result = DatumGetInt64(d);
+	}
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+	return result;
+}
+
+static const char *durable_available_sql =
+"SELECT (coalesce((SELECT pg_catalog.sum(b.qty) FROM orderflow.stock_balances b"
+"                   WHERE b.sku_id OPERATOR(pg_catalog.=) $1"
+"                     AND b.warehouse_id OPERATOR(pg_catalog.=) $2), 0)"
+"      OPERATOR(pg_catalog.+)"
+"        coalesce((SELECT pg_catalog.sum(m.qty) FROM orderflow.stock_movements m"
+"                   WHERE m.sku_id OPERATOR(pg_catalog.=) $1"
+"                     AND m.warehouse_id OPERATOR(pg_catalog.=) $2), 0)"
+"      OPERATOR(pg_catalog.-)"
+"        coalesce((SELECT pg_catalog.sum(r.qty) FROM orderflow.reservations r"
+"                   WHERE r.sku_id OPERATOR(pg_catalog.=) $1"
+"                     AND r.warehouse_id OPERATOR(pg_catalog.=) $2"
+"                     AND r.status OPERATOR(pg_catalog.=) 'held'), 0))::pg_catalog.int8";
+
+static int64
+DurableAvailable(const StockKey *key)
+{
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		args[2] = {Int64GetDatum(key->sku_id), Int64GetDatum(key->warehouse_id)};
+
+	return OwnerQueryInt64(durable_available_sql, 2, argtypes, args, true);
+}
+
+/*
+ * Make sure a counter holds the committed available quantity.
+ */
+static void
+EnsureLoaded(StockCounter *c)
+{
+	for (int attempt = 0;; attempt++)
+	{
+		bool		mine = false;
+		bool		done = false;
+		int64		value;
+
+		SpinLockAcquire(&c->mutex);
+		if (c->state == COUNTER_READY)
+			done = true;
+		else if (c->state == COUNTER_UNLOADED && c->pending == 0)
+		{
+			c->state = COUNTER_LOADING;
+			c->missed = false;
+			mine = true;
+		}
+		SpinLockRelease(&c->mutex);
+		if (done)
+			return;
+
+		if (attempt >= 100000)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("could not load the stock counter of SKU %lld in warehouse %lld",
+							(long long) c->key.sku_id, (long long) c->key.warehouse_id),
+					 errdetail("Stock kept changing while the counter was being loaded."),
+					 errhint("Try again.")));
+		if (!mine)
+		{
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(100L);
+			continue;
+		}
+
+		loading_counter = c;
+		value = DurableAvailable(&c->key);
+
+		SpinLockAcquire(&c->mutex);
+		if (c->pending == 0 && !c->missed)
+		{
+			pg_atomic_write_u64(&c->available, (uint64) value);
+			pg_atomic_write_u64(&c->inflight, 0);
+			c->state = COUNTER_READY;
+			done = true;
+		}
+		else
+			c->state = COUNTER_UNLOADED;
+		SpinLockRelease(&c->mutex);
+		loading_counter = NULL;
+		if (done)
+			return;
+	}
+}
+
+static Oid
+CurrentIncarnation(void)
+{
+	if (!code_cache_valid)
+	{
+		HASHCTL		info;
+
+		if (code_cache != NULL)
+			hash_destroy(code_cache);
+		memset(&info, 0, sizeof(info));
+		info.keysize = sizeof(CodeKey);
+		info.entrysize = sizeof(CodeEntry);
+		code_cache = hash_create("orderflow stock codes", 256, &info,
+								 HASH_ELEM | HASH_BLOBS);
+		cached_incarnation = OrderflowRelid("reservations", false);
+		code_cache_valid = true;
+	}
+	return cached_incarnation;
+}
+
+static int64
+LookupId(const char *table, const char *code)
+{
+	char	   *sql = psprintf("SELECT t.id FROM orderflow.%s t WHERE t.code OPERATOR(pg_catalog.=) $1",
+							   table);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(code)};
+
+	return OwnerQueryInt64(sql, 1, argtypes, args, false);
+}
+
+static void
+CheckCode(const char *kind, const char *code)
+{
+	if (code[0] == '\0' || strlen(code) > CODE_MAX)
+		ereport(ERROR,
+				(errcode(strcmp(kind, "SKU") == 0 ? ERRCODE_OF_SKU_NOT_FOUND : ERRCODE_OF_WAREHOUSE_NOT_FOUND),
+				 errmsg("%s \"%s\" does not exist", kind, code)));
+}
+
+/*
+ * The counter of a SKU and warehouse given by code, created (not loaded)
+ * if needed.  Unknown codes fail with OF007 or OF006.
+ */
+static CodeEntry *
+LookupCodes(const char *sku, const char *warehouse)
+{
+	CodeKey		key;
+	CodeEntry  *e;
+	bool		found;
+	StockKey	skey;
+	int64		sku_id;
+	int64		warehouse_id;
+
+	CheckCode("SKU", sku);
+	CheckCode("warehouse", warehouse);
+	skey.incarnation = CurrentIncarnation();
+
+	memset(&key, 0, sizeof(key));
+	strlcpy(key.sku, sku, sizeof(key.sku));
+	strlcpy(key.warehouse, warehouse, sizeof(key.warehouse));
+	e = (CodeEntry *) hash_search(code_cache, &key, HASH_FIND, NULL);
+	if (e != NULL)
+		return e;
+
+	sku_id = LookupId("skus", sku);
+	if (sku_id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OF_SKU_NOT_FOUND),
+				 errmsg("SKU \"%s\" does not exist", sku)));
+	warehouse_id = LookupId("warehouses", warehouse);
+	if (warehouse_id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OF_WAREHOUSE_NOT_FOUND),
+				 errmsg("warehouse \"%s\" does not exist", warehouse)));
+
+	memset(&skey, 0, sizeof(skey));
+	skey.dbid = MyDatabaseId;
+	skey.incarnation = CurrentIncarnation();
+	skey.sku_id = sku_id;
+	skey.warehouse_id = warehouse_id;
+
+	e = (CodeEntry *) hash_search(code_cache, &key, HASH_ENTER, &found);
+	e->sku_id = sku_id;
+	e->warehouse_id = warehouse_id;
+	e->counter = NULL;
+	PG_TRY();
+	{
+		e->counter = FindCounter(&skey, true);
+	}
+	PG_CATCH();
+	{
+		hash_search(code_cache, &key, HASH_REMOVE, NULL);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return e;
+}
+
+static StockKey
+MakeKey(int64 sku_id, int64 warehouse_id)
+{
+	StockKey	key;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.incarnation = CurrentIncarnation();
+	key.sku_id = sku_id;
+	key.warehouse_id = warehouse_id;
+	return key;
+}
+
+/*
+ * Take qty from a loaded counter; false when it does not have that much.
+ */
+static bool
+TryTake(StockCounter *c, int64 qty)
+{
+	uint64		cur = pg_atomic_read_u64(&c->available);
+
+	for (;;)
+	{
+		if ((int64) cur < qty)
+			return false;
+		if (pg_atomic_compare_exchange_u64(&c->available, &cur, cur - (uint64) qty))
+		{
+			pg_atomic_fetch_add_u64(&c->inflight, (uint64) qty);
+			return true;
+		}
+	}
+}
+
+/* Register a quantity that returns to a counter when the transaction commits. */
+static void
+AddAtCommit(int64 sku_id, int64 warehouse_id, int64 delta)
+{
+	StockKey	key = MakeKey(sku_id, warehouse_id);
+	PendingChange *pc = NewChange(&key, FindCounter(&key, false), false);
+
+	pc->delta = delta;
+}
+
+/* The quantity this transaction will add to a counter at commit. */
+static int64
+IncomingAtCommit(const StockKey *key)
+{
+	ListCell   *lc;
+	int64		sum = 0;
+
+	foreach(lc, pending_changes)
+	{
+		PendingChange *pc = (PendingChange *) lfirst(lc);
+
+		if (!pc->immediate && memcmp(&pc->key, key, sizeof(StockKey)) == 0)
+			sum += pc->delta;
+	}
+	return sum;
+}
+
+/* ---------- SQL-callable functions ---------- */
+
+static char *
+TextArg(FunctionCallInfo fcinfo, int n)
+{
+	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+static void
+RequireArg(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+}
+
+static void
+RequirePositiveQty(int32 qty)
+{
+	if (qty <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("quantity must be positive, not %d", qty)));
+}
+
+/*
+ * The reservation primitive: take qty from the counter and record a hold.
+ * extra[] holds ref, expires_at, order_id, line_no, bin_id, lot_id.
+ * Returns the hold's id, or 0 when the stock is not there.  With incoming,
+ * the quantity comes from stock this transaction received and has not yet
+ * added to the counter.
+ */
+static int64
+HoldInternal(const char *sku, const char *warehouse, int32 qty,
+			 Datum *extra, const bool *extra_null, bool incoming)
+{
+	static SPIPlanPtr plan = NULL;
+	static uint64 plan_generation = 0;
+	CodeEntry  *e;
+	StockKey	key;
+	PendingChange *pc;
+	Datum		values[9];
+	char		nulls[9];
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		isnull;
+	int64		id;
+
+	RequireAllocator();
+	RequirePositiveQty(qty);
+	if (!extra_null[1] && DatumGetTimestampTz(extra[1]) <= GetCurrentTransactionStartTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a reservation must expire in the future")));
+
+	e = LookupCodes(sku, warehouse);
+	key = e->counter->key;
+
+	if (incoming)
+	{
+		if (IncomingAtCommit(&key) < qty)
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_INSUFFICIENT_STOCK),
+					 errmsg("cannot hold %d units of SKU \"%s\" in warehouse \"%s\" from stock received in this transaction",
+							qty, sku, warehouse),
+					 errdetail("Only %lld units were received and not yet held.",
+							   (long long) IncomingAtCommit(&key))));
+		pc = NewChange(&key, e->counter, false);
+		pc->delta = -qty;
+	}
+	else
+	{
+		EnsureLoaded(e->counter);
+		pc = NewChange(&key, e->counter, true);
+		if (!TryTake(e->counter, qty))
+			return 0;
+		pc->delta = qty;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL || plan_generation != OrderflowCacheGeneration())
+	{
+		Oid			argtypes[9] = {INT8OID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID,
+		INT8OID, INT4OID, INT8OID, INT8OID};
+
+		if (plan)
+			SPI_freeplan(plan);
+		plan = SPI_prepare("INSERT INTO orderflow.reservations"
+						   " (sku_id, warehouse_id, qty, ref, expires_at, order_id, line_no, bin_id, lot_id)"
+						   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+						   9, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare reservation insert");
+		plan_generation = OrderflowCacheGeneration();
+	}
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(e->sku_id);
+	values[1] = Int64GetDatum(e->warehouse_id);
+	values[2] = Int32GetDatum(qty);
+	for (int i = 0; i < 6; i++)
+	{
+		values[3 + i] = extra_null[i] ? (Datum) 0 : extra[i];
+		if (extra_null[i])
+			nulls[3 + i] = 'n';
+	}
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	if (SPI_execute_plan(plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not record the reservation");
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return id;
+}
+
+/*
+ * orderflow.reserve(sku, warehouse, qty, ref, ttl): reserve stock, e.g. at
+ * checkout.  Returns the reservation id, or NULL when the stock is not
+ * there.  Never waits for another transaction.
+ */
+PG_FUNCTION_INFO_V1(orderflow_reserve);
+Datum
+orderflow_reserve(PG_FUNCTION_ARGS)
+{
+	Datum		extra[6] = {0, 0, 0, 0, 0, 0};
+	bool		extra_null[6] = {true, true, true, true, true, true};
+	int64		id;
+
+	RequireArg(fcinfo, 0, "SKU");
+	RequireArg(fcinfo, 1, "warehouse");
+	RequireArg(fcinfo, 2, "quantity");
+	if (!PG_ARGISNULL(3))
+	{
+		extra[0] = PG_GETARG_DATUM(3);
+		extra_null[0] = false;
+	}
+	if (!PG_ARGISNULL(4))
+	{
+		Interval   *ttl = PG_GETARG_INTERVAL_P(4);
+		TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+		extra[1] = DirectFunctionCall2(timestamptz_pl_interval,
+									   TimestampTzGetDatum(now),
+									   IntervalPGetDatum(ttl));
+		extra_null[1] = false;
+		if (DatumGetTimestampTz(extra[1]) <= now)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("reservation time to live must be positive")));
+	}
+	id = HoldInternal(TextArg(fcinfo, 0), TextArg(fcinfo, 1), PG_GETARG_INT32(2),
+					  extra, extra_null, false);
+	if (id == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * orderflow.hold(sku, warehouse, qty, ref, expires_at, order_id, line_no,
+ *				  bin_id, lot_id, incoming): the primitive behind reserve and
+ * allocate, for the extension's own functions.
+ */
+PG_FUNCTION_INFO_V1(orderflow_hold);
+Datum
+orderflow_hold(PG_FUNCTION_ARGS)
+{
+	Datum		extra[6];
+	bool		extra_null[6];
+	int64		id;
+
+	RequireArg(fcinfo, 0, "SKU");
+	RequireArg(fcinfo, 1, "warehouse");
+	RequireArg(fcinfo, 2, "quantity");
+	for (int i = 0; i < 6; i++)
+	{
+		extra_null[i] = PG_ARGISNULL(3 + i);
+		extra[i] = extra_null[i] ? (Datum) 0 : PG_GETARG_DATUM(3 + i);
+	}
+	id = HoldInternal(TextArg(fcinfo, 0), TextArg(fcinfo, 1), PG_GETARG_INT32(2),
+					  extra, extra_null, !PG_ARGISNULL(9) && PG_GETARG_BOOL(9));
+	if (id == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * Run an UPDATE ... RETURNING sku_id, warehouse_id, qty as the owner and
+ * give each returned quantity back to its counter at commit.
+ */
+uint64
+CloseHolds(const char *sql, int nargs, Oid *argtypes, Datum *args,
+		   const char *nulls)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	uint64		n;
+
+	RequireAllocator();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	if (SPI_execute_with_args(sql, nargs, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not close reservations");
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		sku_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		int64		warehouse_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		int32		qty = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+
+		AddAtCommit(sku_id, warehouse_id, qty);
+	}
+	SPI_finish();
+	return n;
+}
+
+/*
+ * orderflow.release(reservation_id): give a hold back.  Returns true when it
+ * was released, false (with a notice) when it was not held any more.
+ */
+PG_FUNCTION_INFO_V1(orderflow_release);
+Datum
+orderflow_release(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	Oid			status_argtypes[1] = {INT8OID};
+	char	   *status = NULL;
+
+	RequireArg(fcinfo, 0, "reservation id");
+	id = PG_GETARG_INT64(0);
+	args[0] = Int64GetDatum(id);
+
+	if (CloseHolds("UPDATE orderflow.reservations r"
+				   "   SET status = 'released', closed_at = pg_catalog.now()"
+				   " WHERE r.id OPERATOR(pg_catalog.=) $1"
+				   "   AND r.status OPERATOR(pg_catalog.=) 'held'"
+				   " RETURNING r.sku_id, r.warehouse_id, r.qty",
+				   1, argtypes, args, NULL) == 1)
+		PG_RETURN_BOOL(true);
+
+	/* Not held: say why. */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT status FROM orderflow.reservations WHERE id OPERATOR(pg_catalog.=) $1",
+							  1, status_argtypes, args, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+		status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (status == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OF_RESERVATION_NOT_FOUND),
+				 errmsg("reservation %lld does not exist", (long long) id)));
+	ereport(NOTICE,
+			(errmsg("reservation %lld is already %s; nothing to release",
+					(long long) id, status)));
+	SPI_finish();
+	PG_RETURN_BOOL(false);
+}
+
+/*
+ * orderflow.release_holds(order_id, line_no): give back every hold of an
+ * order, or of one of its lines.  Returns the number of holds released.
+ */
+PG_FUNCTION_INFO_V1(orderflow_release_order_holds);
+Datum
+orderflow_release_order_holds(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		args[2];
+	char		nulls[2] = {' ', ' '};
+
+	RequireArg(fcinfo, 0, "order id");
+	args[0] = PG_GETARG_DATUM(0);
+	args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	if (PG_ARGISNULL(1))
+		nulls[1] = 'n';
+	PG_RETURN_INT64((int64) CloseHolds("UPDATE orderflow.reservations r"
+									   "   SET status = 'released', closed_at = pg_catalog.now()"
+									   " WHERE r.order_id OPERATOR(pg_catalog.=) $1"
+									   "   AND ($2 IS NULL OR r.line_no OPERATOR(pg_catalog.=) $2)"
+									   "   AND r.status OPERATOR(pg_catalog.=) 'held'"
+									   " RETURNING r.sku_id, r.warehouse_id, r.qty",
+									   2, argtypes, args, nulls));
+}
+
+/*
+ * orderflow.expire_reservations(max): expire up to max holds whose time is
+ * up.  Concurrent runs skip each other's rows, so nothing is released twice.
+ */
+PG_FUNCTION_INFO_V1(orderflow_expire_reservations);
+Datum
+orderflow_expire_reservations(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+
+	RequireArg(fcinfo, 0, "batch size");
+	if (PG_GETARG_INT32(0) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch size must be positive")));
+	args[0] = PG_GETARG_DATUM(0);
+	PG_RETURN_INT64((int64) CloseHolds("UPDATE orderflow.reservations r"
+									   "   SET status = 'expired', closed_at = pg_catalog.now()"
+									   " WHERE r.id IN (SELECT x.id FROM orderflow.reservations x"
+									   "                 WHERE x.status OPERATOR(pg_catalog.=) 'held'"
+									   "                   AND x.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+									   "                 ORDER BY x.expires_at LIMIT $1"
+									   "                 FOR UPDATE SKIP LOCKED)"
+									   "   AND r.status OPERATOR(pg_catalog.=) 'held'"
+									   " RETURNING r.sku_id, r.warehouse_id, r.qty",
+									   1, argtypes, args, NULL));
+}
+
+/*
+ * Trigger on orders: an order that is cancelled or put on hold gives back
+ * everything it holds, once.
+ */
+PG_FUNCTION_INFO_V1(orderflow_order_release_trigger);
+Datum
+orderflow_order_release_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	bool		isnull;
+	int			attnum;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" was not called by trigger manager",
+						"orderflow_order_release_trigger")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired AFTER UPDATE ... FOR EACH ROW",
+						"orderflow_order_release_trigger")));
+
+	attnum = SPI_fnumber(RelationGetDescr(trigdata->tg_relation), "id");
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table \"%s\" has no column \"id\"",
+						RelationGetRelationName(trigdata->tg_relation))));
+	args[0] = heap_getattr(trigdata->tg_newtuple, attnum,
+						   RelationGetDescr(trigdata->tg_relation), &isnull);
+	CloseHolds("UPDATE orderflow.reservations r"
+			   "   SET status = 'released', closed_at = pg_catalog.now()"
+			   " WHERE r.order_id OPERATOR(pg_catalog.=) $1"
+			   "   AND r.status OPERATOR(pg_catalog.=) 'held'"
+			   " RETURNING r.sku_id, r.warehouse_id, r.qty",
+			   1, argtypes, args, NULL);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * orderflow.claim_holds(order_id, line_no, sku, ref, max_qty): attach the
+ * unclaimed holds of a SKU whose ref is the order's platform number to an
+ * order line, up to max_qty; a hold larger than needed is cut down and the
+ * rest given back.  Returns the quantity claimed.  Holds being claimed by
+ * another transaction are skipped, not waited for.
+ */
+PG_FUNCTION_INFO_V1(orderflow_claim_holds);
+Datum
+orderflow_claim_holds(PG_FUNCTION_ARGS)
+{
+	int64		order_id;
+	int32		line_no;
+	int32		need;
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		args[2];
+	Oid			save_userid;
+	int			save_sec_context;
+	int64		claimed = 0;
+	uint64		n;
+	struct
+	{
+		int64		id;
+		int64		sku_id;
+		int64		warehouse_id;
+		int32		qty;
+	}		   *holds;
+
+	RequireAllocator();
+	RequireArg(fcinfo, 0, "order id");
+	RequireArg(fcinfo, 1, "line number");
+	RequireArg(fcinfo, 2, "SKU");
+	RequireArg(fcinfo, 4, "quantity");
+	if (PG_ARGISNULL(3))
+		PG_RETURN_INT64(0);
+	order_id = PG_GETARG_INT64(0);
+	line_no = PG_GETARG_INT32(1);
+	need = PG_GETARG_INT32(4);
+	RequirePositiveQty(need);
+	args[0] = PG_GETARG_DATUM(2);
+	args[1] = PG_GETARG_DATUM(3);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	if (SPI_execute_with_args("SELECT r.id, r.sku_id, r.warehouse_id, r.qty"
+							  "  FROM orderflow.reservations r"
+							  "  JOIN orderflow.skus s ON s.id OPERATOR(pg_catalog.=) r.sku_id"
+							  " WHERE s.code OPERATOR(pg_catalog.=) $1"
+							  "   AND r.ref OPERATOR(pg_catalog.=) $2"
+							  "   AND r.status OPERATOR(pg_catalog.=) 'held'"
+							  "   AND r.order_id IS NULL"
+							  " ORDER BY r.id FOR UPDATE OF r SKIP LOCKED",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up holds");
+	n = SPI_processed;
+	holds = palloc(sizeof(*holds) * (n + 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		holds[i].id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		holds[i].sku_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		holds[i].warehouse_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+		holds[i].qty = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
+	}
+
+	for (uint64 i = 0; i < n && claimed < need; i++)
+	{
+		Oid			uargtypes[4] = {INT8OID, INT8OID, INT4OID, INT4OID};
+		Datum		uargs[4];
+		int32		take = Min(holds[i].qty, (int32) (need - claimed));
+
+		uargs[0] = Int64GetDatum(holds[i].id);
+		uargs[1] = Int64GetDatum(order_id);
+		uargs[2] = Int32GetDatum(line_no);
+		uargs[3] = Int32GetDatum(take);
+		if (SPI_execute_with_args("UPDATE orderflow.reservations"
+								  "   SET order_id = $2, line_no = $3, qty = $4, expires_at = NULL"
+								  " WHERE id OPERATOR(pg_catalog.=) $1",
+								  4, uargtypes, uargs, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not claim hold");
+		if (take < holds[i].qty)
+			AddAtCommit(holds[i].sku_id, holds[i].warehouse_id, holds[i].qty - take);
+		claimed += take;
+	}
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+	PG_RETURN_INT64(claimed);
+}
+
+/*
+ * orderflow.record_movement(sku, warehouse, bin, lot, qty, kind, reason, ref,
+ *							 production_date, expiry_date): append a receipt or
+ * adjustment to the stock ledger.  Stock coming in reaches the counter at
+ * commit; stock going out is taken from the counter at once and fails
+ * (OF023) when it is reserved.
+ */
+PG_FUNCTION_INFO_V1(orderflow_record_movement);
+Datum
+orderflow_record_movement(PG_FUNCTION_ARGS)
+{
+	char	   *sku;
+	char	   *warehouse;
+	char	   *kind;
+	int32		qty;
+	CodeEntry  *e;
+	StockKey	key;
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		isnull;
+	int64		movement_id;
+	Oid			argtypes[10] = {INT8OID, INT8OID, TEXTOID, TEXTOID, INT4OID, TEXTOID,
+	TEXTOID, TEXTOID, DATEOID, DATEOID};
+	Datum		args[10];
+	char		nulls[10];
+
+	RequireAllocator();
+	RequireArg(fcinfo, 0, "SKU");
+	RequireArg(fcinfo, 1, "warehouse");
+	RequireArg(fcinfo, 2, "bin");
+	RequireArg(fcinfo, 4, "quantity");
+	RequireArg(fcinfo, 5, "movement kind");
+	sku = TextArg(fcinfo, 0);
+	warehouse = TextArg(fcinfo, 1);
+	qty = PG_GETARG_INT32(4);
+	kind = TextArg(fcinfo, 5);
+	if (strcmp(kind, "receipt") != 0 && strcmp(kind, "adjustment") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid stock movement kind \"%s\"", kind),
+				 errhint("Use \"receipt\" or \"adjustment\".")));
+	if (qty == 0 || (strcmp(kind, "receipt") == 0 && qty < 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("quantity must be positive, not %d", qty)));
+
+	e = LookupCodes(sku, warehouse);
+	key = e->counter->key;
+
+	/* The SQL side validates bin and lot, then inserts the movement. */
+	memset(nulls, ' ', sizeof(nulls));
+	args[0] = Int64GetDatum(e->sku_id);
+	args[1] = Int64GetDatum(e->warehouse_id);
+	for (int i = 2; i < 10; i++)
+	{
+		if (PG_ARGISNULL(i))
+		{
+			args[i] = (Datum) 0;
+			nulls[i] = 'n';
+		}
+		else
+			args[i] = PG_GETARG_DATUM(i);
+	}
+
+	if (qty < 0)
+	{
+		PendingChange *pc;
+
+		EnsureLoaded(e->counter);
+		pc = NewChange(&key, e->counter, true);
+		if (!TryTake(e->counter, -qty))
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_INSUFFICIENT_STOCK),
+					 errmsg("cannot remove %d units of SKU \"%s\" from warehouse \"%s\"",
+							-qty, sku, warehouse),
+					 errdetail("Only %lld units are on hand and not reserved.",
+							   (long long) (int64) pg_atomic_read_u64(&e->counter->available))));
+		pc->delta = -qty;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	if (SPI_execute_with_args("SELECT orderflow.insert_movement($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+							  10, argtypes, args, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not record the stock movement");
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	movement_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+
+	if (qty > 0)
+		AddAtCommit(e->sku_id, e->warehouse_id, qty);
+	PG_RETURN_INT64(movement_id);
+}
+
+/*
+ * orderflow.available(sku, warehouse): the quantity that can be reserved
+ * now, in one warehouse or (NULL) in all of them.
+ */
+PG_FUNCTION_INFO_V1(orderflow_available);
+Datum
+orderflow_available(PG_FUNCTION_ARGS)
+{
+	char	   *sku;
+	int64		total = 0;
+
+	RequireAllocator();
+	RequireArg(fcinfo, 0, "SKU");
+	sku = TextArg(fcinfo, 0);
+
+	if (!PG_ARGISNULL(1))
+	{
+		CodeEntry  *e = LookupCodes(sku, TextArg(fcinfo, 1));
+
+		EnsureLoaded(e->counter);
+		PG_RETURN_INT64((int64) pg_atomic_read_u64(&e->counter->available));
+	}
+	else
+	{
+		List	   *codes = NIL;
+		ListCell   *lc;
+		MemoryContext caller = CurrentMemoryContext;
+
+		CheckCode("SKU", sku);
+		if (LookupId("skus", sku) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_SKU_NOT_FOUND),
+					 errmsg("SKU \"%s\" does not exist", sku)));
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute("SELECT code FROM orderflow.warehouses WHERE active ORDER BY priority, code",
+						true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not list warehouses");
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(caller);
+
+			codes = lappend(codes, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+			MemoryContextSwitchTo(old);
+		}
+		SPI_finish();
+		foreach(lc, codes)
+		{
+			CodeEntry  *e = LookupCodes(sku, (char *) lfirst(lc));
+
+			EnsureLoaded(e->counter);
+			total += (int64) pg_atomic_read_u64(&e->counter->available);
+		}
+		PG_RETURN_INT64(total);
+	}
+}
+
+/*
+ * orderflow.stock_counters(): the counters of this database as they stand
+ * in shared memory (for monitoring and tests).
+ */
+PG_FUNCTION_INFO_V1(orderflow_stock_counters);
+Datum
+orderflow_stock_counters(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Tuplestorestate *tupstore;
+	HASH_SEQ_STATUS status;
+	StockCounter *c;
+	Oid			incarnation;
+	static const char *state_names[] = {"unloaded", "loading", "ready"};
+
+	RequireAllocator();
+	tupstore = MaterializeResult(fcinfo, &desc);
+	incarnation = CurrentIncarnation();
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	hash_seq_init(&status, counters);
+	while ((c = (StockCounter *) hash_seq_search(&status)) != NULL)
+	{
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+		CounterState st;
+		int			pending;
+
+		if (c->key.dbid != MyDatabaseId || c->key.incarnation != incarnation)
+			continue;
+		SpinLockAcquire(&c->mutex);
+		st = c->state;
+		pending = c->pending;
+		SpinLockRelease(&c->mutex);
+		values[0] = Int64GetDatum(c->key.sku_id);
+		values[1] = Int64GetDatum(c->key.warehouse_id);
+		values[2] = CStringGetTextDatum(state_names[st]);
+		values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&c->available));
+		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&c->inflight));
+		values[5] = Int32GetDatum(pending);
+		if (st != COUNTER_READY)
+			nulls[3] = nulls[4] = true;
+		tuplestore_putvalues(tupstore, desc, values, nulls);
+	}
+	LWLockRelease(shared->lock);
+	return (Datum) 0;
+}
+
+/*
+ * orderflow.counter_drift(sku_id, warehouse_id): counter minus durable
+ * available for a loaded counter, measured when no change is in flight;
+ * NULL when the counter is not loaded.  Used by orderflow.check_stock().
+ */
+PG_FUNCTION_INFO_V1(orderflow_counter_drift);
+Datum
+orderflow_counter_drift(PG_FUNCTION_ARGS)
+{
+	StockKey	key;
+	StockCounter *c;
+	int64		drift = 0;
+
+	RequireAllocator();
+	key = MakeKey(PG_GETARG_INT64(0), PG_GETARG_INT64(1));
+	c = FindCounter(&key, false);
+	if (c == NULL)
+		PG_RETURN_NULL();
+
+	/*
+	 * A transaction committing while we compare makes the two disagree for
+	 * a moment; only a difference that persists over several tries counts.
+	 */
+	for (int attempt = 0; attempt < 20; attempt++)
+	{
+		int64		before;
+		int64		after;
+		int64		durable;
+		int			pending;
+		CounterState st;
+
+		SpinLockAcquire(&c->mutex);
+		st = c->state;
+		pending = c->pending;
+		SpinLockRelease(&c->mutex);
+		if (st != COUNTER_READY)
+			PG_RETURN_NULL();
+		before = (int64) (pg_atomic_read_u64(&c->available) + pg_atomic_read_u64(&c->inflight));
+		durable = DurableAvailable(&key);
+		after = (int64) (pg_atomic_read_u64(&c->available) + pg_atomic_read_u64(&c->inflight));
+		drift = before - durable;
+		if (drift == 0 || (before == after && pending == 0 &&
+						   pg_atomic_read_u64(&c->inflight) == 0))
+			break;
+		pg_usleep(10000L);
+	}
+	PG_RETURN_INT64(drift);
+}
