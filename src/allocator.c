@@ -214,6 +214,7 @@ AllocatorExit(int code, Datum arg)
 }
 
 static StockCounter *FindCounter(const StockKey *key, bool create);
+static int64 IncomingAtCommit(const StockKey *key);
 
 /*
  * Announce commit-time increments before the transaction becomes visible.
@@ -569,7 +570,12 @@ EnsureLoaded(StockCounter *c)
 		}
 
 		loading_counter = c;
-		value = DurableAvailable(&c->key);
+
+		/*
+		 * The snapshot sees this transaction's own changes, which reach the
+		 * counter when it commits: leave them out of the loaded value.
+		 */
+		value = DurableAvailable(&c->key) - IncomingAtCommit(&c->key);
 
 		SpinLockAcquire(&c->mutex);
 		if (c->pending == 0 && !c->missed)

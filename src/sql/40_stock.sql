@@ -442,14 +442,21 @@ DECLARE
 	o orderflow.orders;
 	v_policy text;
 	v_consent boolean;
-	n record;
-	w record;
-	v_single text;
-	v_got integer;
-	v_avail bigint;
-	v_missing integer := 0;
-	v_held_any boolean := false;
+	v_line integer[];
+	v_sku text[];
+	v_req integer[];
+	v_need integer[];
+	v_got integer[];
+	v_wh text[];
 	v_before bigint;
+	i integer;
+	n integer;
+	v_take integer;
+	v_avail bigint;
+	v_single text;
+	w record;
+	v_missing integer;
+	v_held_any boolean;
 BEGIN
 	o := orderflow.lock_order(allocate.order_id);
 	v_policy := coalesce(allocate.policy, o.allocation_policy, 'wait');
@@ -471,74 +478,77 @@ BEGIN
 		v_policy := 'wait';
 	END IF;
 
-	CREATE TEMP TABLE IF NOT EXISTS pg_temp.orderflow_alloc (
-		line_no integer, sku text, requested integer, need integer, allocated integer, warehouse text
-	) ON COMMIT DROP;
-	TRUNCATE pg_temp.orderflow_alloc;
-	INSERT INTO pg_temp.orderflow_alloc
-	SELECT x.line_no, x.sku, x.requested, x.need, x.held, NULL FROM orderflow.line_needs(o.id) x;
+	SELECT coalesce(pg_catalog.array_agg(x.line_no ORDER BY x.line_no), '{}'),
+		   pg_catalog.array_agg(x.sku ORDER BY x.line_no),
+		   pg_catalog.array_agg(x.requested ORDER BY x.line_no),
+		   pg_catalog.array_agg(x.need ORDER BY x.line_no),
+		   pg_catalog.array_agg(x.held ORDER BY x.line_no),
+		   pg_catalog.array_agg(NULL::text ORDER BY x.line_no)
+	  INTO v_line, v_sku, v_req, v_need, v_got, v_wh
+	  FROM orderflow.line_needs(o.id) x;
+	n := pg_catalog.cardinality(v_line);
+	SELECT pg_catalog.max(r.id) INTO v_before FROM orderflow.reservations r;
 
 	-- Holds placed at checkout under the platform order number come first.
-	FOR n IN SELECT * FROM pg_temp.orderflow_alloc a
-			  WHERE a.need OPERATOR(pg_catalog.>) 0 AND a.sku IS NOT NULL ORDER BY a.line_no LOOP
-		v_got := orderflow.claim_holds(o.id, n.line_no, n.sku, o.order_no, n.need);
-		IF v_got OPERATOR(pg_catalog.>) 0 THEN
-			UPDATE pg_temp.orderflow_alloc a
-			   SET need = a.need OPERATOR(pg_catalog.-) v_got, allocated = a.allocated OPERATOR(pg_catalog.+) v_got,
-				   warehouse = 'claimed'
-			 WHERE a.line_no OPERATOR(pg_catalog.=) n.line_no;
+	FOR i IN 1 .. n LOOP
+		CONTINUE WHEN v_need[i] OPERATOR(pg_catalog.<=) 0 OR v_sku[i] IS NULL;
+		v_take := orderflow.claim_holds(o.id, v_line[i], v_sku[i], o.order_no, v_need[i]);
+		IF v_take OPERATOR(pg_catalog.>) 0 THEN
+			v_need[i] := v_need[i] OPERATOR(pg_catalog.-) v_take;
+			v_got[i] := v_got[i] OPERATOR(pg_catalog.+) v_take;
+			v_wh[i] := 'claimed';
 		END IF;
 	END LOOP;
 
-	SELECT pg_catalog.max(r.id) INTO v_before FROM orderflow.reservations r;
-
 	-- One warehouse that can ship everything still missing, by priority.
-	IF EXISTS (SELECT FROM pg_temp.orderflow_alloc a WHERE a.need OPERATOR(pg_catalog.>) 0) THEN
+	IF EXISTS (SELECT FROM pg_catalog.unnest(v_need) x WHERE x OPERATOR(pg_catalog.>) 0) THEN
 		SELECT wh.code INTO v_single
 		  FROM orderflow.warehouses wh
 		 WHERE wh.active
-		   AND NOT EXISTS (SELECT FROM pg_temp.orderflow_alloc a
-							WHERE a.need OPERATOR(pg_catalog.>) 0
-							  AND (a.sku IS NULL
-								   OR orderflow.available(a.sku, wh.code) OPERATOR(pg_catalog.<) a.need))
+		   AND NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(v_sku), pg_catalog.unnest(v_need)) AS u(sku, need)
+							WHERE u.need OPERATOR(pg_catalog.>) 0
+							  AND (u.sku IS NULL
+								   OR orderflow.available(u.sku, wh.code) OPERATOR(pg_catalog.<) u.need))
 		 ORDER BY wh.priority, wh.code
 		 LIMIT 1;
 		IF v_single IS NOT NULL THEN
-			FOR n IN SELECT * FROM pg_temp.orderflow_alloc a
-					  WHERE a.need OPERATOR(pg_catalog.>) 0 ORDER BY a.line_no LOOP
-				v_got := orderflow.hold_for_line(o.id, n.line_no, n.sku, v_single, n.need);
-				UPDATE pg_temp.orderflow_alloc a
-				   SET need = a.need OPERATOR(pg_catalog.-) v_got, allocated = a.allocated OPERATOR(pg_catalog.+) v_got,
-					   warehouse = CASE WHEN v_got OPERATOR(pg_catalog.>) 0 THEN v_single ELSE a.warehouse END
-				 WHERE a.line_no OPERATOR(pg_catalog.=) n.line_no;
+			FOR i IN 1 .. n LOOP
+				CONTINUE WHEN v_need[i] OPERATOR(pg_catalog.<=) 0;
+				v_take := orderflow.hold_for_line(o.id, v_line[i], v_sku[i], v_single, v_need[i]);
+				IF v_take OPERATOR(pg_catalog.>) 0 THEN
+					v_need[i] := v_need[i] OPERATOR(pg_catalog.-) v_take;
+					v_got[i] := v_got[i] OPERATOR(pg_catalog.+) v_take;
+					v_wh[i] := v_single;
+				END IF;
 			END LOOP;
 		END IF;
 	END IF;
 
 	-- Whatever is still missing: line by line, warehouse by warehouse.
-	FOR n IN SELECT * FROM pg_temp.orderflow_alloc a
-			  WHERE a.need OPERATOR(pg_catalog.>) 0 AND a.sku IS NOT NULL ORDER BY a.line_no LOOP
+	FOR i IN 1 .. n LOOP
+		CONTINUE WHEN v_need[i] OPERATOR(pg_catalog.<=) 0 OR v_sku[i] IS NULL;
 		FOR w IN SELECT wh.code FROM orderflow.warehouses wh WHERE wh.active ORDER BY wh.priority, wh.code LOOP
-			SELECT a.need INTO n.need FROM pg_temp.orderflow_alloc a WHERE a.line_no OPERATOR(pg_catalog.=) n.line_no;
-			EXIT WHEN n.need OPERATOR(pg_catalog.=) 0;
-			v_avail := orderflow.available(n.sku, w.code);
+			EXIT WHEN v_need[i] OPERATOR(pg_catalog.<=) 0;
+			v_avail := orderflow.available(v_sku[i], w.code);
 			CONTINUE WHEN v_avail OPERATOR(pg_catalog.<=) 0;
-			v_got := orderflow.hold_for_line(o.id, n.line_no, n.sku, w.code,
-											 LEAST(n.need::bigint, v_avail)::integer);
-			IF v_got OPERATOR(pg_catalog.>) 0 THEN
-				UPDATE pg_temp.orderflow_alloc a
-				   SET need = a.need OPERATOR(pg_catalog.-) v_got, allocated = a.allocated OPERATOR(pg_catalog.+) v_got,
-					   warehouse = CASE WHEN a.warehouse IS NULL THEN w.code
-										ELSE a.warehouse OPERATOR(pg_catalog.||) ',' OPERATOR(pg_catalog.||) w.code END
-				 WHERE a.line_no OPERATOR(pg_catalog.=) n.line_no;
+			v_take := orderflow.hold_for_line(o.id, v_line[i], v_sku[i], w.code,
+											  LEAST(v_need[i]::bigint, v_avail)::integer);
+			IF v_take OPERATOR(pg_catalog.>) 0 THEN
+				v_need[i] := v_need[i] OPERATOR(pg_catalog.-) v_take;
+				v_got[i] := v_got[i] OPERATOR(pg_catalog.+) v_take;
+				v_wh[i] := CASE WHEN v_wh[i] IS NULL THEN w.code
+								ELSE v_wh[i] OPERATOR(pg_catalog.||) ',' OPERATOR(pg_catalog.||) w.code END;
 			END IF;
 		END LOOP;
 	END LOOP;
 
-	SELECT coalesce(pg_catalog.sum(a.need), 0), coalesce(pg_catalog.bool_or(a.allocated OPERATOR(pg_catalog.>) 0), false)
-	  INTO v_missing, v_held_any FROM pg_temp.orderflow_alloc a;
+	SELECT coalesce(pg_catalog.sum(x), 0) INTO v_missing FROM pg_catalog.unnest(v_need) x;
+	SELECT coalesce(pg_catalog.bool_or(x OPERATOR(pg_catalog.>) 0), false) INTO v_held_any
+	  FROM pg_catalog.unnest(v_got) x;
 
-	UPDATE orderflow.orders SET allocation_policy = v_policy WHERE id OPERATOR(pg_catalog.=) o.id;
+	IF o.allocation_policy IS DISTINCT FROM v_policy THEN
+		UPDATE orderflow.orders SET allocation_policy = v_policy WHERE id OPERATOR(pg_catalog.=) o.id;
+	END IF;
 
 	IF v_missing OPERATOR(pg_catalog.=) 0 THEN
 		IF o.state OPERATOR(orderflow.=) ANY (ARRAY['approved'::orderflow.order_state, 'backordered'::orderflow.order_state]) THEN
@@ -546,17 +556,19 @@ BEGIN
 		END IF;
 	ELSIF v_policy OPERATOR(pg_catalog.=) 'wait' THEN
 		-- All or nothing: give back what this call took; claimed holds stay.
+		-- (The order row is locked, so every newer hold of it is ours.)
 		PERFORM orderflow.release(r.id)
 		   FROM orderflow.reservations r
-		  WHERE r.order_id OPERATOR(pg_catalog.=) o.id AND r.status OPERATOR(pg_catalog.=) 'held'
+		  WHERE r.order_id OPERATOR(pg_catalog.=) o.id
+			AND r.status OPERATOR(pg_catalog.=) 'held'
 			AND r.id OPERATOR(pg_catalog.>) coalesce(v_before, 0);
-		UPDATE pg_temp.orderflow_alloc a
-		   SET allocated = a.allocated OPERATOR(pg_catalog.-) coalesce((
-				SELECT pg_catalog.sum(r.qty) FROM orderflow.reservations r
-				 WHERE r.order_id OPERATOR(pg_catalog.=) o.id AND r.line_no OPERATOR(pg_catalog.=) a.line_no
-				   AND r.id OPERATOR(pg_catalog.>) coalesce(v_before, 0)), 0)::integer,
-			   warehouse = CASE WHEN a.warehouse OPERATOR(pg_catalog.=) 'claimed' THEN 'claimed' END;
-		UPDATE pg_temp.orderflow_alloc a SET need = a.requested OPERATOR(pg_catalog.-) a.allocated;
+		SELECT pg_catalog.array_agg(x.held ORDER BY x.line_no) INTO v_got FROM orderflow.line_needs(o.id) x;
+		FOR i IN 1 .. n LOOP
+			v_need[i] := v_req[i] OPERATOR(pg_catalog.-) v_got[i];
+			IF v_wh[i] OPERATOR(pg_catalog.<>) 'claimed' THEN
+				v_wh[i] := NULL;
+			END IF;
+		END LOOP;
 		IF o.state OPERATOR(orderflow.=) 'approved' THEN
 			PERFORM orderflow.transition(o.id, 'backordered', 'waiting for stock');
 		END IF;
@@ -568,8 +580,9 @@ BEGIN
 		END IF;
 	ELSE
 		-- cancel_missing: cancel what is not there and refund it.
-		FOR n IN SELECT * FROM pg_temp.orderflow_alloc a WHERE a.need OPERATOR(pg_catalog.>) 0 LOOP
-			PERFORM orderflow.cancel_units(o.id, n.line_no, n.need, 'out of stock');
+		FOR i IN 1 .. n LOOP
+			CONTINUE WHEN v_need[i] OPERATOR(pg_catalog.<=) 0;
+			PERFORM orderflow.cancel_units(o.id, v_line[i], v_need[i], 'out of stock');
 		END LOOP;
 		IF v_held_any THEN
 			IF o.state OPERATOR(orderflow.=) ANY (ARRAY['approved'::orderflow.order_state, 'backordered'::orderflow.order_state]) THEN
@@ -581,14 +594,16 @@ BEGIN
 	END IF;
 
 	RETURN QUERY
-	SELECT a.line_no, a.sku, a.requested, a.allocated, a.warehouse,
-		   CASE WHEN a.sku IS NULL THEN 'unmapped sku'
-				WHEN a.need OPERATOR(pg_catalog.=) 0 THEN 'allocated'
+	SELECT u.l, u.s, u.r, u.g, u.w,
+		   CASE WHEN u.s IS NULL THEN 'unmapped sku'
+				WHEN u.n OPERATOR(pg_catalog.<=) 0 THEN 'allocated'
 				WHEN v_policy OPERATOR(pg_catalog.=) 'cancel_missing' THEN
-					CASE WHEN a.allocated OPERATOR(pg_catalog.=) 0 THEN 'cancelled' ELSE 'partly cancelled' END
-				WHEN a.allocated OPERATOR(pg_catalog.>) 0 THEN 'partly backordered'
+					CASE WHEN u.g OPERATOR(pg_catalog.=) 0 THEN 'cancelled' ELSE 'partly cancelled' END
+				WHEN u.g OPERATOR(pg_catalog.>) 0 THEN 'partly backordered'
 				ELSE 'backordered' END
-	  FROM pg_temp.orderflow_alloc a ORDER BY a.line_no;
+	  FROM ROWS FROM (pg_catalog.unnest(v_line), pg_catalog.unnest(v_sku), pg_catalog.unnest(v_req),
+					 pg_catalog.unnest(v_got), pg_catalog.unnest(v_wh), pg_catalog.unnest(v_need)) AS u(l, s, r, g, w, n)
+	 ORDER BY u.l;
 END
 $$;
 COMMENT ON FUNCTION orderflow.allocate(bigint, text) IS
@@ -764,8 +779,8 @@ DECLARE
 	v_new_value numeric;
 BEGIN
 	o := orderflow.lock_order(substitute_line.order_id);
-	IF o.state NOT OPERATOR(orderflow.=) ANY (ARRAY['approved'::orderflow.order_state, 'backordered'::orderflow.order_state,
-					   'allocated'::orderflow.order_state]) THEN
+	IF NOT (o.state OPERATOR(orderflow.=) ANY (ARRAY['approved'::orderflow.order_state, 'backordered'::orderflow.order_state,
+					   'allocated'::orderflow.order_state])) THEN
 		RAISE EXCEPTION 'lines of order % cannot be substituted in state "%"', o.id, o.state
 			USING ERRCODE = 'OF011';
 	END IF;
@@ -833,7 +848,7 @@ BEGIN
 	END IF;
 	WITH moved AS (
 		DELETE FROM orderflow.stock_movements m
-		 WHERE m.at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) older_than
+		 WHERE m.at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than)
 		RETURNING m.sku_id, m.warehouse_id, m.bin_id, m.lot_id, m.qty
 	), folded AS (
 		INSERT INTO orderflow.stock_balances AS b (sku_id, warehouse_id, bin_id, lot_id, qty)

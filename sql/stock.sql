@@ -1,0 +1,219 @@
+-- Stock: receipts and adjustments, reservations, allocation policies,
+-- FEFO lots, back-orders, line cancellation and substitution.
+SET search_path = orderflow, public;
+\set SHOW_CONTEXT never
+
+SELECT add_warehouse('SK-W1', 'Hangzhou', 10) > 0 AS w1, add_warehouse('SK-W2', 'Ningbo', 20) > 0 AS w2,
+       add_bin('SK-W1', 'A-01') > 0 AS a01, add_bin('SK-W1', 'A-02') > 0 AS a02, add_bin('SK-W2', 'B-01') > 0 AS b01,
+       add_sku('SK-TEA', 'Longjing tea', 50.00) > 0 AS tea, add_sku('SK-CUP', 'Tea cup', 20.00) > 0 AS cup,
+       add_sku('SK-POT', 'Tea pot', 120.00) > 0 AS pot, add_sku('SK-MUG', 'Mug', 20.00) > 0 AS mug;
+SELECT set_config('my.shop', add_shop('stock-shop', 'generic')::text, false) IS NOT NULL AS shop;
+
+-- Receipts go into a bin and a lot; stock arrives in the counter when the
+-- receipt commits.
+SELECT receive_stock('SK-TEA', 'SK-W1', 'A-01', 10, 'L-OLD', '2026-01-01', '2027-06-30') > 0 AS received;
+SELECT receive_stock('SK-TEA', 'SK-W1', 'A-02', 10, 'L-NEW', '2026-06-01', '2027-03-31') > 0 AS received;
+BEGIN;
+SELECT receive_stock('SK-CUP', 'SK-W2', 'B-01', 6) > 0 AS received;
+SELECT available('SK-CUP', 'SK-W2') AS before_commit;
+COMMIT;
+SELECT available('SK-CUP', 'SK-W2') AS after_commit;
+SELECT available('SK-TEA', 'SK-W1') AS tea_w1, available('SK-TEA') AS tea_all, available('SK-POT') AS pot_all;
+SELECT bin, lot, production_date, expiry_date, on_hand FROM lot_stock('SK-TEA', 'SK-W1') ORDER BY bin;
+
+-- Bad receipts change nothing.
+SELECT receive_stock('SK-NOPE', 'SK-W1', 'A-01', 1);
+SELECT receive_stock('SK-TEA', 'SK-W9', 'A-01', 1);
+SELECT receive_stock('SK-TEA', 'SK-W1', 'Z-99', 1);
+SELECT receive_stock('SK-TEA', 'SK-W1', 'A-01', 0);
+SELECT receive_stock('SK-TEA', 'SK-W1', 'A-01', -3);
+SELECT receive_stock('SK-TEA', 'SK-W1', 'A-01', NULL);
+SELECT receive_stock('SK-TEA', 'SK-W1', 'A-01', 1, 'L-OLD', '2026-01-01', '2028-01-01');
+SELECT receive_stock('SK-TEA', 'SK-W1', 'A-01', 1, 'L-BAD', '2026-05-01', '2026-04-01');
+SELECT available('SK-TEA', 'SK-W1') AS unchanged, count(*) AS movements
+  FROM stock_movements m JOIN skus s ON s.id = m.sku_id WHERE s.code = 'SK-TEA';
+
+-- Reservations: an id when the stock is there, NULL when it is not; a
+-- rolled-back reservation (or subtransaction) gives its quantity back.
+SELECT reserve('SK-TEA', 'SK-W1', 3, 'cart-1') IS NOT NULL AS reserved;
+SELECT available('SK-TEA', 'SK-W1');
+SELECT reserve('SK-TEA', 'SK-W1', 100) AS too_many;
+BEGIN;
+SELECT reserve('SK-TEA', 'SK-W1', 5) IS NOT NULL AS reserved_then_rolled_back;
+SELECT available('SK-TEA', 'SK-W1');
+ROLLBACK;
+SELECT available('SK-TEA', 'SK-W1');
+BEGIN;
+SAVEPOINT s1;
+SELECT reserve('SK-TEA', 'SK-W1', 4) IS NOT NULL AS in_savepoint;
+ROLLBACK TO SAVEPOINT s1;
+SELECT available('SK-TEA', 'SK-W1') AS after_rollback_to_savepoint;
+COMMIT;
+-- Bad reservations.
+SELECT reserve('SK-TEA', 'SK-W1', 0);
+SELECT reserve('SK-TEA', 'SK-W1', -1);
+SELECT reserve('SK-NOPE', 'SK-W1', 1);
+SELECT reserve('SK-TEA', 'SK-W9', 1);
+SELECT reserve(NULL, 'SK-W1', 1);
+SELECT reserve('SK-TEA', 'SK-W1', 1, NULL, '-1 minute');
+-- A prepared transaction cannot hold counter changes.
+BEGIN;
+SELECT reserve('SK-TEA', 'SK-W1', 1) IS NOT NULL AS reserved;
+PREPARE TRANSACTION 'stock-test';
+SELECT available('SK-TEA', 'SK-W1') AS after_refused_prepare;
+
+-- Release gives a hold back once; the second call says so.
+SELECT reserve('SK-TEA', 'SK-W1', 2, 'cart-2') AS r2 \gset
+SELECT available('SK-TEA', 'SK-W1');
+SELECT release(:r2);
+SELECT release(:r2);
+SELECT release(-1);
+SELECT available('SK-TEA', 'SK-W1');
+
+-- A hold with a time to live expires and gives its quantity back.
+SELECT reserve('SK-TEA', 'SK-W1', 1, 'cart-3', '1 hour') AS r3 \gset
+SELECT available('SK-TEA', 'SK-W1');
+SELECT expire_reservations();
+ALTER TABLE reservations DISABLE TRIGGER USER;
+UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = :r3;
+ALTER TABLE reservations ENABLE TRIGGER USER;
+SELECT expire_reservations();
+SELECT status FROM reservations WHERE id = :r3;
+SELECT available('SK-TEA', 'SK-W1');
+
+-- Adjustments need a reason; removing stock that is reserved is refused.
+SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', -2, 'damaged in storage', 'L-OLD') > 0 AS adjusted;
+SELECT available('SK-TEA', 'SK-W1');
+SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', -1, NULL, 'L-OLD');
+SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', 0, 'nothing');
+SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', -50, 'count', 'L-OLD');
+SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-02', -16, 'count', 'L-NEW');
+SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', 2, 'found two in the count', 'L-OLD') > 0 AS adjusted;
+SELECT available('SK-TEA', 'SK-W1');
+
+-- Orders for the allocation cases.
+CREATE FUNCTION pg_temp.new_order(p_id bigint, no text, lines text[], qtys int[], split boolean DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE v_id bigint;
+BEGIN
+	INSERT INTO orderflow.orders (id, shop_id, order_no, state, allow_split, paid_at, total_amount, paid_amount)
+	VALUES (p_id, current_setting('my.shop')::bigint, no, 'paid', split, now(), 0, 0) RETURNING orders.id INTO v_id;
+	INSERT INTO orderflow.order_lines (order_id, sku, qty, unit_price)
+	SELECT v_id, l, q, s.unit_price FROM unnest(lines, qtys) AS u(l, q) JOIN orderflow.skus s ON s.code = l;
+	UPDATE orderflow.orders o SET total_amount = (SELECT sum(qty * unit_price) FROM orderflow.order_lines WHERE order_id = v_id),
+	       goods_amount = (SELECT sum(qty * unit_price) FROM orderflow.order_lines WHERE order_id = v_id)
+	 WHERE o.id = v_id;
+	PERFORM orderflow.transition(v_id, 'approved');
+	RETURN v_id;
+END $$;
+
+-- An order that one warehouse fills: lots first-expiry-first-out (L-NEW
+-- expires first, so it is taken first even though L-OLD is older).
+SELECT pg_temp.new_order(9301, 'SK-1', '{SK-TEA}', '{12}') AS o1 \gset
+SELECT * FROM allocate(:o1);
+SELECT state FROM orders WHERE id = :o1;
+SELECT l.code AS lot, b.code AS bin, r.qty FROM reservations r
+  JOIN lots l ON l.id = r.lot_id JOIN bins b ON b.id = r.bin_id
+ WHERE r.order_id = :o1 ORDER BY l.expiry_date;
+
+-- wait: all or nothing.  POT is out of stock, so nothing is kept and the
+-- order is back-ordered.
+SELECT pg_temp.new_order(9302, 'SK-2', '{SK-TEA,SK-POT}', '{1,1}') AS o2 \gset
+SELECT available('SK-TEA', 'SK-W1') AS tea_before;
+SELECT * FROM allocate(:o2, 'wait');
+SELECT state, allocation_policy FROM orders WHERE id = :o2;
+SELECT available('SK-TEA', 'SK-W1') AS tea_after;
+
+-- split without the buyer's consent behaves as wait; with consent, ships
+-- what is there and back-orders the rest.
+SELECT pg_temp.new_order(9303, 'SK-3', '{SK-CUP,SK-POT}', '{2,1}', false) AS o3 \gset
+SELECT * FROM allocate(:o3, 'split');
+SELECT state, allocation_policy FROM orders WHERE id = :o3;
+SELECT pg_temp.new_order(9304, 'SK-4', '{SK-CUP,SK-POT}', '{2,1}', true) AS o4 \gset
+SELECT * FROM allocate(:o4, 'split');
+SELECT state, allocation_policy FROM orders WHERE id = :o4;
+SELECT * FROM line_needs(:o4);
+
+-- Lines are spread over warehouses when no single one can fill them.
+SELECT receive_stock('SK-MUG', 'SK-W1', 'A-01', 2) > 0, receive_stock('SK-MUG', 'SK-W2', 'B-01', 2) > 0;
+SELECT pg_temp.new_order(9305, 'SK-5', '{SK-MUG}', '{3}') AS o5 \gset
+SELECT * FROM allocate(:o5);
+
+-- cancel_missing: what is missing is cancelled and refunded; the order
+-- total drops by the missing lines' value.
+SELECT pg_temp.new_order(9306, 'SK-6', '{SK-CUP,SK-POT}', '{1,2}') AS o6 \gset
+SELECT total_amount FROM orders WHERE id = :o6;
+SELECT * FROM allocate(:o6, 'cancel_missing');
+SELECT state, total_amount FROM orders WHERE id = :o6;
+SELECT line_no, kind, amount, reason FROM order_adjustments WHERE order_id = :o6;
+-- If nothing at all is there, the order is cancelled.
+SELECT pg_temp.new_order(9307, 'SK-7', '{SK-POT}', '{1}') AS o7 \gset
+SELECT * FROM allocate(:o7, 'cancel_missing');
+SELECT state FROM orders WHERE id = :o7;
+
+-- A receipt fills back-orders first, in priority then paid-time order:
+-- SK-4 (split, waiting for a pot) before SK-2 (wait).  Only the rest
+-- reaches the counter.
+UPDATE orders SET priority = 5 WHERE id = :o4;
+SELECT receive_stock('SK-POT', 'SK-W2', 'B-01', 1) > 0 AS received;
+SELECT order_no, state FROM orders WHERE id IN (:o2, :o4) ORDER BY order_no;
+SELECT receive_stock('SK-POT', 'SK-W2', 'B-01', 3) > 0 AS received;
+SELECT available('SK-POT', 'SK-W2') AS pot_left;
+SELECT * FROM line_needs(:o2);
+-- SK-2 still needs tea from the pool: fill_backorders allocates it.
+SELECT fill_backorders();
+SELECT state FROM orders WHERE id = :o2;
+
+-- Holds placed at checkout under the platform order number are claimed by
+-- allocate, not reserved twice; a larger hold is cut to what is needed.
+SELECT receive_stock('SK-CUP', 'SK-W2', 'B-01', 5) > 0 AS received;
+SELECT reserve('SK-CUP', 'SK-W2', 2, 'SK-8', '30 minutes') IS NOT NULL AS checkout_hold;
+SELECT available('SK-CUP', 'SK-W2') AS cup_after_checkout;
+SELECT pg_temp.new_order(9308, 'SK-8', '{SK-CUP}', '{1}') AS o8 \gset
+SELECT * FROM allocate(:o8);
+SELECT qty, status, expires_at IS NULL AS no_expiry FROM reservations WHERE order_id = :o8;
+SELECT available('SK-CUP', 'SK-W2') AS cup_after_claim;
+
+-- Cancelling a line releases its holds and refunds it; cancelling every
+-- line cancels the order.
+SELECT pg_temp.new_order(9309, 'SK-9', '{SK-TEA,SK-CUP}', '{1,1}') AS o9 \gset
+SELECT count(*) FROM allocate(:o9);
+SELECT available('SK-CUP', 'SK-W2') AS cup_before;
+SELECT cancel_line(:o9, 2, 'buyer removed the cup');
+SELECT available('SK-CUP', 'SK-W2') AS cup_after;
+SELECT cancel_line(:o9, 2);
+SELECT cancel_line(:o9, 7);
+SELECT cancel_line(:o9, 1);
+SELECT state FROM orders WHERE id = :o9;
+
+-- Substitution: the mug replaces the cup at the mug's price; the price
+-- difference is recorded and the substitute allocated.
+SELECT pg_temp.new_order(9310, 'SK-10', '{SK-CUP}', '{1}') AS o10 \gset
+SELECT count(*) FROM allocate(:o10);
+SELECT receive_stock('SK-MUG', 'SK-W1', 'A-01', 1) > 0;
+SELECT substitute_line(:o10, 1, 'SK-MUG', 18.00);
+SELECT line_no, sku, qty, cancelled_qty, unit_price, substitutes FROM order_lines WHERE order_id = :o10 ORDER BY line_no;
+SELECT kind, amount FROM order_adjustments WHERE order_id = :o10;
+SELECT state, total_amount FROM orders WHERE id = :o10;
+SELECT substitute_line(:o10, 2, 'SK-NOPE');
+
+-- Cancelling an order releases everything it holds, exactly once.
+SELECT available('SK-TEA', 'SK-W1') AS tea_before;
+SELECT transition(:o1, 'cancelled', 'buyer cancelled');
+SELECT available('SK-TEA', 'SK-W1') AS tea_after;
+SELECT count(*) FILTER (WHERE status = 'held') AS held, count(*) FILTER (WHERE status = 'released') AS released
+  FROM reservations WHERE order_id = :o1;
+-- Allocating a cancelled order is refused and changes nothing.
+SELECT * FROM allocate(:o1);
+SELECT * FROM allocate(:o1, 'fastest');
+SELECT * FROM allocate(-1);
+SELECT available('SK-TEA', 'SK-W1') AS unchanged;
+
+-- Compaction folds the ledger into balances without changing any number.
+SELECT sum(available(s.code, w.code)) AS total_before FROM skus s, warehouses w WHERE s.code LIKE 'SK-%' AND w.code LIKE 'SK-%';
+SELECT compact_stock('0 seconds') > 0 AS folded;
+SELECT count(*) AS movements_left FROM stock_movements m JOIN skus s ON s.id = m.sku_id WHERE s.code LIKE 'SK-%';
+SELECT sum(available(s.code, w.code)) AS total_after FROM skus s, warehouses w WHERE s.code LIKE 'SK-%' AND w.code LIKE 'SK-%';
+
+-- Counters and ledger agree.
+SELECT * FROM check_stock();
