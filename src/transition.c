@@ -151,7 +151,10 @@ ReadStateSet(const char *query, int column, OrderStateSet *per_from)
 /*
  * Make sure the cached graph is current.  The cache is marked valid before
  * it is read, so an invalidation that arrives while reading (SPI takes
- * locks, which processes invalidations) makes the next call read again.
+ * locks, which processes invalidations) makes the next call read again.  A
+ * read that fails (statement timeout or cancel while waiting for a lock on
+ * the graph tables, out of memory) leaves the cache invalid: otherwise the
+ * backend would keep an empty or outdated graph until the next change.
  */
 static void
 EnsureGraph(void)
@@ -159,6 +162,15 @@ EnsureGraph(void)
 	HeapTuple	tuple;
 	OrderStateSet next[OS_COUNT] = {0};
 	OrderStateSet initial;
+
+	/*
+	 * Take in graph changes other sessions committed.  Transaction start and
+	 * the first lock on a relation do this too, but a statement inside a
+	 * transaction block that takes no new lock (can_transition(), or an
+	 * UPDATE of orders already locked) would otherwise keep using the graph
+	 * of an earlier statement.  Cheap when there is nothing to process.
+	 */
+	AcceptInvalidationMessages();
 
 	if (graph.valid)
 		return;
@@ -170,17 +182,26 @@ EnsureGraph(void)
 	graph.events_relid = OrderflowRelid("order_events", false);
 	graph.valid = true;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	ReadStateSet("SELECT from_state, to_state FROM orderflow.transitions", 2, next);
-	initial = ReadStateSet("SELECT state FROM orderflow.initial_states", 1, NULL);
-	SPI_finish();
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ReadStateSet("SELECT from_state, to_state FROM orderflow.transitions", 2, next);
+		initial = ReadStateSet("SELECT state FROM orderflow.initial_states", 1, NULL);
+		SPI_finish();
 
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(graph.events_relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", graph.events_relid);
-	graph.events_owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
+		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(graph.events_relid));
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for relation %u", graph.events_relid);
+		graph.events_owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		ReleaseSysCache(tuple);
+	}
+	PG_CATCH();
+	{
+		graph.valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	memcpy(graph.next, next, sizeof(next));
 	graph.initial = initial;

@@ -1,0 +1,181 @@
+-- Who may touch the audit history, what PUBLIC may do, and row-level
+-- security per shop.
+--
+-- Self-contained: run by `make pgtap` (pg_prove) against any database of a
+-- server that has orderflow and pgTAP installed, as a superuser.  It creates
+-- both extensions if they are missing, and its roles, shops and orders,
+-- inside one transaction that it rolls back, so it leaves nothing behind
+-- (CREATE ROLE is transactional too).
+
+BEGIN;
+SET LOCAL client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pgtap;
+CREATE EXTENSION IF NOT EXISTS orderflow;
+SET LOCAL search_path = orderflow, public;
+
+SELECT plan(42);
+
+-- Roles of this test: a login role that is an orderflow_admin, two tenants
+-- that work as operators, and a role nobody granted anything to.
+CREATE ROLE tap_admin_login LOGIN IN ROLE orderflow_admin;
+CREATE ROLE tap_tenant_a NOLOGIN IN ROLE orderflow_operator;
+CREATE ROLE tap_tenant_b NOLOGIN IN ROLE orderflow_operator;
+CREATE ROLE tap_nobody NOLOGIN;
+
+-- Two shops, one per tenant, one paid order each (so the history has rows
+-- for UPDATE and DELETE to act on).
+CREATE TEMP TABLE tap_ids AS
+SELECT add_shop('tap shop A', 'generic', '{"owner_role": "tap_tenant_a"}') AS shop_a,
+	   add_shop('tap shop B', 'generic', '{"owner_role": "tap_tenant_b"}') AS shop_b;
+GRANT SELECT ON tap_ids TO PUBLIC;
+INSERT INTO orders (shop_id, order_no, state)
+SELECT shop_a, 'TAP-A-1', 'paid'::order_state FROM tap_ids
+UNION ALL
+SELECT shop_b, 'TAP-B-1', 'paid'::order_state FROM tap_ids;
+ALTER TABLE tap_ids ADD order_a bigint, ADD order_b bigint;
+UPDATE tap_ids SET order_a = find_order(shop_a, 'TAP-A-1'), order_b = find_order(shop_b, 'TAP-B-1');
+
+----------------------------------------------------------------------------
+-- Non-owner roles cannot write the history at all: no privilege (42501).
+----------------------------------------------------------------------------
+
+SET ROLE orderflow_admin;
+SELECT throws_ok($$UPDATE orderflow.order_events SET reason = 'forged'$$, '42501', NULL, 'orderflow_admin: UPDATE of order_events is denied');
+SELECT throws_ok($$DELETE FROM orderflow.order_events$$, '42501', NULL, 'orderflow_admin: DELETE of order_events is denied');
+SELECT throws_ok($$TRUNCATE orderflow.order_events$$, '42501', NULL, 'orderflow_admin: TRUNCATE of order_events is denied');
+SELECT throws_ok($$INSERT INTO orderflow.order_events (order_id, seq, to_state, at, session_role, acting_role, xid, hash) VALUES (1, 99, 'paid', now(), 'x', 'x', '1', '\x00')$$, '42501', NULL, 'orderflow_admin: INSERT into order_events is denied');
+RESET ROLE;
+
+SET ROLE orderflow_operator;
+SELECT throws_ok($$UPDATE orderflow.order_events SET reason = 'forged'$$, '42501', NULL, 'orderflow_operator: UPDATE of order_events is denied');
+SELECT throws_ok($$DELETE FROM orderflow.order_events$$, '42501', NULL, 'orderflow_operator: DELETE of order_events is denied');
+SELECT throws_ok($$TRUNCATE orderflow.order_events$$, '42501', NULL, 'orderflow_operator: TRUNCATE of order_events is denied');
+SELECT throws_ok($$INSERT INTO orderflow.order_events (order_id, seq, to_state, at, session_role, acting_role, xid, hash) VALUES (1, 99, 'paid', now(), 'x', 'x', '1', '\x00')$$, '42501', NULL, 'orderflow_operator: INSERT into order_events is denied');
+RESET ROLE;
+
+SET ROLE orderflow_warehouse;
+SELECT throws_ok($$UPDATE orderflow.order_events SET reason = 'forged'$$, '42501', NULL, 'orderflow_warehouse: UPDATE of order_events is denied');
+SELECT throws_ok($$DELETE FROM orderflow.order_events$$, '42501', NULL, 'orderflow_warehouse: DELETE of order_events is denied');
+SELECT throws_ok($$TRUNCATE orderflow.order_events$$, '42501', NULL, 'orderflow_warehouse: TRUNCATE of order_events is denied');
+SELECT throws_ok($$INSERT INTO orderflow.order_events (order_id, seq, to_state, at, session_role, acting_role, xid, hash) VALUES (1, 99, 'paid', now(), 'x', 'x', '1', '\x00')$$, '42501', NULL, 'orderflow_warehouse: INSERT into order_events is denied');
+RESET ROLE;
+
+SET ROLE orderflow_auditor;
+SELECT throws_ok($$UPDATE orderflow.order_events SET reason = 'forged'$$, '42501', NULL, 'orderflow_auditor: UPDATE of order_events is denied');
+SELECT throws_ok($$DELETE FROM orderflow.order_events$$, '42501', NULL, 'orderflow_auditor: DELETE of order_events is denied');
+SELECT throws_ok($$TRUNCATE orderflow.order_events$$, '42501', NULL, 'orderflow_auditor: TRUNCATE of order_events is denied');
+SELECT throws_ok($$INSERT INTO orderflow.order_events (order_id, seq, to_state, at, session_role, acting_role, xid, hash) VALUES (1, 99, 'paid', now(), 'x', 'x', '1', '\x00')$$, '42501', NULL, 'orderflow_auditor: INSERT into order_events is denied');
+RESET ROLE;
+
+SET ROLE orderflow_reporting;
+SELECT throws_ok($$UPDATE orderflow.order_events SET reason = 'forged'$$, '42501', NULL, 'orderflow_reporting: UPDATE of order_events is denied');
+SELECT throws_ok($$DELETE FROM orderflow.order_events$$, '42501', NULL, 'orderflow_reporting: DELETE of order_events is denied');
+SELECT throws_ok($$TRUNCATE orderflow.order_events$$, '42501', NULL, 'orderflow_reporting: TRUNCATE of order_events is denied');
+SELECT throws_ok($$INSERT INTO orderflow.order_events (order_id, seq, to_state, at, session_role, acting_role, xid, hash) VALUES (1, 99, 'paid', now(), 'x', 'x', '1', '\x00')$$, '42501', NULL, 'orderflow_reporting: INSERT into order_events is denied');
+RESET ROLE;
+
+SET ROLE tap_admin_login;
+SELECT throws_ok($$UPDATE orderflow.order_events SET reason = 'forged'$$, '42501', NULL, 'login member of orderflow_admin: UPDATE of order_events is denied');
+SELECT throws_ok($$DELETE FROM orderflow.order_events$$, '42501', NULL, 'login member of orderflow_admin: DELETE of order_events is denied');
+SELECT throws_ok($$TRUNCATE orderflow.order_events$$, '42501', NULL, 'login member of orderflow_admin: TRUNCATE of order_events is denied');
+SELECT throws_ok($$INSERT INTO orderflow.order_events (order_id, seq, to_state, at, session_role, acting_role, xid, hash) VALUES (1, 99, 'paid', now(), 'x', 'x', '1', '\x00')$$, '42501', NULL, 'login member of orderflow_admin: INSERT into order_events is denied');
+RESET ROLE;
+
+----------------------------------------------------------------------------
+-- The owner of the history holds the privileges, but the append-only
+-- trigger refuses UPDATE, DELETE and TRUNCATE (OF003).
+----------------------------------------------------------------------------
+
+SELECT is(set_config('role', tableowner, true), tableowner::text, 'acting as the owner of order_events')
+  FROM pg_tables WHERE schemaname = 'orderflow' AND tablename = 'order_events';
+SELECT throws_ok($$UPDATE orderflow.order_events SET reason = 'forged' WHERE order_id = (SELECT order_a FROM tap_ids)$$,
+				 'OF003', 'UPDATE of the order history is not allowed', 'owner: UPDATE of order_events fails with OF003');
+SELECT throws_ok($$DELETE FROM orderflow.order_events WHERE order_id = (SELECT order_a FROM tap_ids)$$,
+				 'OF003', 'DELETE of the order history is not allowed', 'owner: DELETE of order_events fails with OF003');
+SELECT throws_ok($$TRUNCATE orderflow.order_events$$,
+				 'OF003', 'TRUNCATE of the order history is not allowed', 'owner: TRUNCATE of order_events fails with OF003');
+RESET ROLE;
+
+----------------------------------------------------------------------------
+-- The auditor reads the history and verifies it.
+----------------------------------------------------------------------------
+
+SET ROLE orderflow_auditor;
+SELECT results_eq(
+	$$SELECT e.seq, e.from_state::text, e.to_state::text FROM orderflow.order_events e
+	   WHERE e.order_id = (SELECT order_a FROM tap_ids) ORDER BY e.seq$$,
+	$$VALUES (1, NULL::text, 'paid'::text)$$,
+	'auditor reads the history of an order');
+SELECT is_empty(
+	$$SELECT * FROM orderflow.verify_history((SELECT order_a FROM tap_ids))$$,
+	'auditor verifies the hash chain of an order');
+RESET ROLE;
+
+----------------------------------------------------------------------------
+-- Nothing in the schema is granted to PUBLIC: a fresh role holds no
+-- privilege on any table, sequence, function, the schema or the type.
+----------------------------------------------------------------------------
+
+SELECT is_empty(
+	$$SELECT c.relname FROM pg_class c
+	   WHERE CASE WHEN c.relnamespace = 'orderflow'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+				  THEN has_table_privilege('tap_nobody', c.oid,
+										   'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') END$$,
+	'PUBLIC has no privilege on any table or view of orderflow');
+SELECT is_empty(
+	$$SELECT c.relname FROM pg_class c
+	   WHERE CASE WHEN c.relnamespace = 'orderflow'::regnamespace AND c.relkind = 'S'
+				  THEN has_sequence_privilege('tap_nobody', c.oid, 'USAGE, SELECT, UPDATE') END$$,
+	'PUBLIC has no privilege on any sequence of orderflow');
+SELECT is_empty(
+	$$SELECT p.oid::regprocedure::text FROM pg_proc p
+	   WHERE p.pronamespace = 'orderflow'::regnamespace
+		 AND has_function_privilege('tap_nobody', p.oid, 'EXECUTE')$$,
+	'PUBLIC cannot execute any function of orderflow');
+SELECT ok(NOT has_schema_privilege('tap_nobody', 'orderflow', 'USAGE, CREATE'),
+		  'PUBLIC has no privilege on schema orderflow');
+SELECT ok(NOT has_type_privilege('tap_nobody', 'orderflow.order_state', 'USAGE'),
+		  'PUBLIC cannot use type orderflow.order_state');
+
+----------------------------------------------------------------------------
+-- Row-level security: a tenant (the owner_role of its shop, working as an
+-- operator) sees and changes only its own shop's orders and history.
+----------------------------------------------------------------------------
+
+SET ROLE tap_tenant_a;
+SELECT results_eq(
+	$$SELECT order_no FROM orderflow.orders
+	   WHERE shop_id IN ((SELECT shop_a FROM tap_ids), (SELECT shop_b FROM tap_ids))$$,
+	$$VALUES ('TAP-A-1')$$,
+	'tenant A sees only shop A''s orders');
+SELECT is(
+	(SELECT count(*) FROM orderflow.order_events WHERE order_id = (SELECT order_b FROM tap_ids)),
+	0::bigint,
+	'tenant A sees none of shop B''s history');
+SELECT lives_ok(
+	$$SELECT orderflow.transition((SELECT order_a FROM tap_ids), 'approved', 'tenant A approves', 'paid')$$,
+	'tenant A moves its own order');
+SELECT throws_ok(
+	$$SELECT orderflow.transition((SELECT order_b FROM tap_ids), 'approved', 'tenant A meddles', 'paid')$$,
+	'OF004', NULL,
+	'tenant A cannot move shop B''s order: to it the order does not exist');
+SELECT throws_ok(
+	$$INSERT INTO orderflow.orders (shop_id, order_no) SELECT shop_b, 'TAP-B-FORGED' FROM tap_ids$$,
+	'42501', NULL,
+	'tenant A cannot create an order in shop B');
+SELECT is(
+	(SELECT count(*) FROM orderflow.order_events WHERE order_id = (SELECT order_a FROM tap_ids)),
+	2::bigint,
+	'tenant A sees both events of its order');
+RESET ROLE;
+
+SET ROLE tap_tenant_b;
+SELECT results_eq(
+	$$SELECT order_no || ':' || state FROM orderflow.orders
+	   WHERE shop_id IN ((SELECT shop_a FROM tap_ids), (SELECT shop_b FROM tap_ids))$$,
+	$$VALUES ('TAP-B-1:paid')$$,
+	'tenant B sees only shop B''s order, still paid');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
