@@ -47,6 +47,16 @@ $$;
 COMMENT ON FUNCTION orderflow.find_order(bigint, text) IS
 	'the order id of a shop''s platform order number, or NULL';
 
+CREATE FUNCTION orderflow.find_shop(name text)
+RETURNS bigint
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT s.id FROM orderflow.shops s WHERE s.name OPERATOR(pg_catalog.=) $1
+$$;
+COMMENT ON FUNCTION orderflow.find_shop(text) IS
+	'the id of the shop with that name, or NULL';
+
 -- Argument checks shared by the setup functions.
 CREATE FUNCTION orderflow.check_code(kind text, code text)
 RETURNS text

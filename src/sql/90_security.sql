@@ -83,6 +83,7 @@ GRANT USAGE ON SEQUENCE orderflow.orders_id_seq TO orderflow_operator;
 GRANT EXECUTE ON FUNCTION
 	orderflow.transition(bigint, orderflow.order_state, text, orderflow.order_state),
 	orderflow.find_order(bigint, text),
+	orderflow.find_shop(text),
 	orderflow.verify_history(bigint)
 TO orderflow_operator;
 
@@ -94,7 +95,8 @@ TO orderflow_warehouse;
 GRANT UPDATE (state) ON orderflow.orders TO orderflow_warehouse;
 GRANT EXECUTE ON FUNCTION
 	orderflow.transition(bigint, orderflow.order_state, text, orderflow.order_state),
-	orderflow.find_order(bigint, text)
+	orderflow.find_order(bigint, text),
+	orderflow.find_shop(text)
 TO orderflow_warehouse;
 
 -- Stock: everyone who handles orders may reserve, allocate and look at
