@@ -764,8 +764,8 @@ DECLARE
 	v_new_value numeric;
 BEGIN
 	o := orderflow.lock_order(substitute_line.order_id);
-	IF o.state NOT OPERATOR(orderflow.=) ANY (ARRAY['approved'::orderflow.order_state, 'backordered'::orderflow.order_state,
-					   'allocated'::orderflow.order_state]) THEN
+	IF NOT (o.state OPERATOR(orderflow.=) ANY (ARRAY['approved'::orderflow.order_state, 'backordered'::orderflow.order_state,
+					   'allocated'::orderflow.order_state])) THEN
 		RAISE EXCEPTION 'lines of order % cannot be substituted in state "%"', o.id, o.state
 			USING ERRCODE = 'OF011';
 	END IF;
@@ -833,7 +833,7 @@ BEGIN
 	END IF;
 	WITH moved AS (
 		DELETE FROM orderflow.stock_movements m
-		 WHERE m.at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) older_than
+		 WHERE m.at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than)
 		RETURNING m.sku_id, m.warehouse_id, m.bin_id, m.lot_id, m.qty
 	), folded AS (
 		INSERT INTO orderflow.stock_balances AS b (sku_id, warehouse_id, bin_id, lot_id, qty)
