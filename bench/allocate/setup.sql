@@ -1,0 +1,51 @@
+-- orderflow.allocate() of approved orders with three lines each, one unit
+-- of each of three SKUs (the same three for every order, so the counters
+-- are hot), versus the one-row INSERT ceiling (baseline.pgbench).
+--
+-- reset.sql queues enough approved orders for a run; each transaction of
+-- allocate3.pgbench takes the next one from the queue (a sequence, so
+-- clients never collide) and allocates it.  count.sql counts allocated
+-- orders and baseline rows.
+SELECT orderflow.add_shop('bench', 'generic');
+SELECT orderflow.add_warehouse('W1', 'bench warehouse');
+SELECT orderflow.add_bin('W1', 'B1');
+SELECT orderflow.add_sku('A' || i, 'bench SKU ' || i, 10) FROM generate_series(1, 3) i;
+SELECT orderflow.receive_stock('A' || i, 'W1', 'B1', 100000000) FROM generate_series(1, 3) i;
+
+CREATE TABLE bench_rows (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    payload integer NOT NULL
+);
+CREATE FUNCTION bench_insert(p integer) RETURNS void
+LANGUAGE sql VOLATILE
+AS $$ INSERT INTO public.bench_rows (payload) VALUES (p) $$;
+
+CREATE SEQUENCE bench_order_no;
+CREATE TABLE bench_queue (n bigint PRIMARY KEY, order_id bigint NOT NULL);
+CREATE SEQUENCE bench_queue_next;
+
+-- Create n approved orders of three lines (one unit of A1, A2, A3) and
+-- queue them.
+CREATE PROCEDURE bench_make_orders(n integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    shop bigint := (SELECT id FROM orderflow.shops WHERE name = 'bench');
+    oid bigint;
+BEGIN
+    TRUNCATE bench_queue;
+    PERFORM setval('bench_queue_next', 1, false);
+    FOR i IN 1 .. n LOOP
+        INSERT INTO orderflow.orders (shop_id, order_no, state, paid_at)
+        VALUES (shop, 'B' || nextval('bench_order_no'), 'paid', now())
+        RETURNING id INTO oid;
+        INSERT INTO orderflow.order_lines (order_id, sku, qty, unit_price)
+        VALUES (oid, 'A1', 1, 10), (oid, 'A2', 1, 10), (oid, 'A3', 1, 10);
+        PERFORM orderflow.transition(oid, 'approved');
+        INSERT INTO bench_queue VALUES (i, oid);
+    END LOOP;
+END $$;
+
+CREATE FUNCTION bench_next_order() RETURNS bigint
+LANGUAGE sql VOLATILE
+AS $$ SELECT order_id FROM public.bench_queue WHERE n = (SELECT nextval('public.bench_queue_next')) $$;
