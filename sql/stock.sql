@@ -108,7 +108,9 @@ BEGIN
 END $$;
 
 -- An order that one warehouse fills: lots first-expiry-first-out (L-NEW
--- expires first, so it is taken first even though L-OLD is older).
+-- expires first, so it is taken first even though L-OLD is older).  Units
+-- already promised (the 3 held for cart-1) count as the first of L-NEW, so
+-- this order gets the other 7 of L-NEW and 5 of L-OLD.
 SELECT pg_temp.new_order(9301, 'SK-1', '{SK-TEA}', '{12}') AS o1 \gset
 SELECT * FROM allocate(:o1);
 SELECT state FROM orders WHERE id = :o1;

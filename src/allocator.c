@@ -708,9 +708,10 @@ MakeKey(int64 sku_id, int64 warehouse_id)
 
 /*
  * Take qty from a loaded counter; false when it does not have that much.
+ * *before (if given) receives the counter's value just before the take.
  */
 static bool
-TryTake(StockCounter *c, int64 qty)
+TryTake(StockCounter *c, int64 qty, int64 *before)
 {
 	uint64		cur = pg_atomic_read_u64(&c->available);
 
@@ -721,6 +722,8 @@ TryTake(StockCounter *c, int64 qty)
 		if (pg_atomic_compare_exchange_u64(&c->available, &cur, cur - (uint64) qty))
 		{
 			pg_atomic_fetch_add_u64(&c->inflight, (uint64) qty);
+			if (before)
+				*before = (int64) cur;
 			return true;
 		}
 	}
@@ -780,58 +783,20 @@ RequirePositiveQty(int32 qty)
 }
 
 /*
- * The reservation primitive: take qty from the counter and record a hold.
- * extra[] holds ref, expires_at, order_id, line_no, bin_id, lot_id.
- * Returns the hold's id, or 0 when the stock is not there.  With incoming,
- * the quantity comes from stock this transaction received and has not yet
- * added to the counter.
+ * Insert one hold row as the table owner; extra[] holds ref, expires_at,
+ * order_id, line_no, bin_id, lot_id.  Returns its id.
  */
 static int64
-HoldInternal(const char *sku, const char *warehouse, int32 qty,
-			 Datum *extra, const bool *extra_null, bool incoming)
+InsertHoldRow(const CodeEntry *e, int32 qty, Datum *extra, const bool *extra_null)
 {
 	static SPIPlanPtr plan = NULL;
 	static uint64 plan_generation = 0;
-	CodeEntry  *e;
-	StockKey	key;
-	PendingChange *pc;
 	Datum		values[9];
 	char		nulls[9];
 	Oid			save_userid;
 	int			save_sec_context;
 	bool		isnull;
 	int64		id;
-
-	RequireAllocator();
-	RequirePositiveQty(qty);
-	if (!extra_null[1] && DatumGetTimestampTz(extra[1]) <= GetCurrentTransactionStartTimestamp())
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a reservation must expire in the future")));
-
-	e = LookupCodes(sku, warehouse);
-	key = e->counter->key;
-
-	if (incoming)
-	{
-		if (IncomingAtCommit(&key) < qty)
-			ereport(ERROR,
-					(errcode(ERRCODE_OF_INSUFFICIENT_STOCK),
-					 errmsg("cannot hold %d units of SKU \"%s\" in warehouse \"%s\" from stock received in this transaction",
-							qty, sku, warehouse),
-					 errdetail("Only %lld units were received and not yet held.",
-							   (long long) IncomingAtCommit(&key))));
-		pc = NewChange(&key, e->counter, false);
-		pc->delta = -qty;
-	}
-	else
-	{
-		EnsureLoaded(e->counter);
-		pc = NewChange(&key, e->counter, true);
-		if (!TryTake(e->counter, qty))
-			return 0;
-		pc->delta = qty;
-	}
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -870,6 +835,184 @@ HoldInternal(const char *sku, const char *warehouse, int32 qty,
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	return id;
+}
+
+/*
+ * The reservation primitive: take qty from the counter and record a hold.
+ * extra[] holds ref, expires_at, order_id, line_no, bin_id, lot_id.
+ * Returns the hold's id, or 0 when the stock is not there.  With incoming,
+ * the quantity comes from stock this transaction received and has not yet
+ * added to the counter.
+ */
+static int64
+HoldInternal(const char *sku, const char *warehouse, int32 qty,
+			 Datum *extra, const bool *extra_null, bool incoming)
+{
+	CodeEntry  *e;
+	StockKey	key;
+	PendingChange *pc;
+
+	RequireAllocator();
+	RequirePositiveQty(qty);
+	if (!extra_null[1] && DatumGetTimestampTz(extra[1]) <= GetCurrentTransactionStartTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a reservation must expire in the future")));
+
+	e = LookupCodes(sku, warehouse);
+	key = e->counter->key;
+
+	if (incoming)
+	{
+		if (IncomingAtCommit(&key) < qty)
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_INSUFFICIENT_STOCK),
+					 errmsg("cannot hold %d units of SKU \"%s\" in warehouse \"%s\" from stock received in this transaction",
+							qty, sku, warehouse),
+					 errdetail("Only %lld units were received and not yet held.",
+							   (long long) IncomingAtCommit(&key))));
+		pc = NewChange(&key, e->counter, false);
+		pc->delta = -qty;
+	}
+	else
+	{
+		EnsureLoaded(e->counter);
+		pc = NewChange(&key, e->counter, true);
+		if (!TryTake(e->counter, qty, NULL))
+			return 0;
+		pc->delta = qty;
+	}
+	return InsertHoldRow(e, qty, extra, extra_null);
+}
+
+/*
+ * orderflow.hold_planned(sku, warehouse, qty, order_id, line_no): hold qty
+ * for an order line and plan it on bins and lots, first expiry first out.
+ *
+ * The units promised so far are taken to come from the earliest-expiring
+ * stock: the counter's value just before this take says how many units
+ * are promised, so this hold's units are the next ones in expiry order.
+ * Concurrent holds get distinct positions because the compare-and-swap
+ * orders them.  The plan is a picking instruction; the counter is the
+ * guarantee.  Returns the quantity held (0 or qty).
+ */
+PG_FUNCTION_INFO_V1(orderflow_hold_planned);
+Datum
+orderflow_hold_planned(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	static uint64 plan_generation = 0;
+	CodeEntry  *e;
+	StockKey	key;
+	PendingChange *pc;
+	int32		qty;
+	int64		before;
+	int64		position;
+	int64		covered = 0;
+	int32		left;
+	uint64		nlots;
+	int64	   *lot_bin;
+	int64	   *lot_id;
+	int64	   *lot_qty;
+	int64		total = 0;
+	Datum		args[2];
+	Oid			save_userid;
+	int			save_sec_context;
+
+	RequireAllocator();
+	RequireArg(fcinfo, 0, "SKU");
+	RequireArg(fcinfo, 1, "warehouse");
+	RequireArg(fcinfo, 2, "quantity");
+	RequireArg(fcinfo, 3, "order id");
+	RequireArg(fcinfo, 4, "line number");
+	qty = PG_GETARG_INT32(2);
+	RequirePositiveQty(qty);
+
+	e = LookupCodes(TextArg(fcinfo, 0), TextArg(fcinfo, 1));
+	key = e->counter->key;
+	EnsureLoaded(e->counter);
+	pc = NewChange(&key, e->counter, true);
+	if (!TryTake(e->counter, qty, &before))
+		PG_RETURN_INT32(0);
+	pc->delta = qty;
+
+	/* On hand per bin and lot, in picking order. */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL || plan_generation != OrderflowCacheGeneration())
+	{
+		Oid			argtypes[2] = {INT8OID, INT8OID};
+
+		if (plan)
+			SPI_freeplan(plan);
+		plan = SPI_prepare("SELECT x.bin_id, x.lot_id, pg_catalog.sum(x.qty)::pg_catalog.int8"
+						   "  FROM (SELECT b.bin_id, b.lot_id, b.qty FROM orderflow.stock_balances b"
+						   "         WHERE b.sku_id OPERATOR(pg_catalog.=) $1 AND b.warehouse_id OPERATOR(pg_catalog.=) $2"
+						   "        UNION ALL"
+						   "        SELECT m.bin_id, m.lot_id, m.qty FROM orderflow.stock_movements m"
+						   "         WHERE m.sku_id OPERATOR(pg_catalog.=) $1 AND m.warehouse_id OPERATOR(pg_catalog.=) $2) x"
+						   "  JOIN orderflow.lots l ON l.id OPERATOR(pg_catalog.=) x.lot_id"
+						   "  JOIN orderflow.bins n ON n.id OPERATOR(pg_catalog.=) x.bin_id"
+						   " GROUP BY x.bin_id, x.lot_id, l.expiry_date, l.created_at, n.route_seq, n.code"
+						   " HAVING pg_catalog.sum(x.qty) OPERATOR(pg_catalog.>) 0"
+						   " ORDER BY l.expiry_date NULLS LAST, l.created_at, n.route_seq NULLS LAST, n.code",
+						   2, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare lot query");
+		plan_generation = OrderflowCacheGeneration();
+	}
+	args[0] = Int64GetDatum(e->sku_id);
+	args[1] = Int64GetDatum(e->warehouse_id);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	if (SPI_execute_plan(plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "lot query failed");
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	nlots = SPI_processed;
+	lot_bin = palloc(sizeof(int64) * (nlots + 1));
+	lot_id = palloc(sizeof(int64) * (nlots + 1));
+	lot_qty = palloc(sizeof(int64) * (nlots + 1));
+	for (uint64 i = 0; i < nlots; i++)
+	{
+		bool		isnull;
+		HeapTuple	tup = SPI_tuptable->vals[i];
+
+		lot_bin[i] = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		lot_id[i] = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		lot_qty[i] = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+		total += lot_qty[i];
+	}
+	SPI_finish();
+
+	/* This hold's units are positions (total - before, ... + qty]. */
+	position = Max(total - before, 0);
+	left = qty;
+	for (uint64 i = 0; i < nlots && left > 0; i++)
+	{
+		int64		lot_end = covered + lot_qty[i];
+
+		if (lot_end > position)
+		{
+			int32		part = (int32) Min((int64) left, lot_end - position);
+			Datum		extra[6] = {0, 0, PG_GETARG_DATUM(3), PG_GETARG_DATUM(4),
+			Int64GetDatum(lot_bin[i]), Int64GetDatum(lot_id[i])};
+			bool		extra_null[6] = {true, true, false, false, false, false};
+
+			InsertHoldRow(e, part, extra, extra_null);
+			left -= part;
+			position += part;
+		}
+		covered = lot_end;
+	}
+	if (left > 0)
+	{
+		Datum		extra[6] = {0, 0, PG_GETARG_DATUM(3), PG_GETARG_DATUM(4), 0, 0};
+		bool		extra_null[6] = {true, true, false, false, true, true};
+
+		InsertHoldRow(e, left, extra, extra_null);
+	}
+	PG_RETURN_INT32(qty);
 }
 
 /*
@@ -1142,6 +1285,8 @@ orderflow_claim_holds(PG_FUNCTION_ARGS)
 	int			save_sec_context;
 	int64		claimed = 0;
 	uint64		n;
+	static SPIPlanPtr find_plan = NULL;
+	static uint64 find_generation = 0;
 	struct
 	{
 		int64		id;
@@ -1166,18 +1311,27 @@ orderflow_claim_holds(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	if (find_plan == NULL || find_generation != OrderflowCacheGeneration())
+	{
+		if (find_plan)
+			SPI_freeplan(find_plan);
+		find_plan = SPI_prepare("SELECT r.id, r.sku_id, r.warehouse_id, r.qty"
+								"  FROM orderflow.reservations r"
+								" WHERE r.ref OPERATOR(pg_catalog.=) $2"
+								"   AND r.status OPERATOR(pg_catalog.=) 'held'"
+								"   AND r.order_id IS NULL"
+								"   AND r.sku_id OPERATOR(pg_catalog.=) (SELECT s.id FROM orderflow.skus s"
+								"                                         WHERE s.code OPERATOR(pg_catalog.=) $1)"
+								" ORDER BY r.id FOR UPDATE OF r SKIP LOCKED",
+								2, argtypes);
+		if (find_plan == NULL || SPI_keepplan(find_plan) != 0)
+			elog(ERROR, "could not prepare hold lookup");
+		find_generation = OrderflowCacheGeneration();
+	}
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	if (SPI_execute_with_args("SELECT r.id, r.sku_id, r.warehouse_id, r.qty"
-							  "  FROM orderflow.reservations r"
-							  "  JOIN orderflow.skus s ON s.id OPERATOR(pg_catalog.=) r.sku_id"
-							  " WHERE s.code OPERATOR(pg_catalog.=) $1"
-							  "   AND r.ref OPERATOR(pg_catalog.=) $2"
-							  "   AND r.status OPERATOR(pg_catalog.=) 'held'"
-							  "   AND r.order_id IS NULL"
-							  " ORDER BY r.id FOR UPDATE OF r SKIP LOCKED",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(find_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up holds");
 	n = SPI_processed;
 	holds = palloc(sizeof(*holds) * (n + 1));
@@ -1285,7 +1439,7 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 
 		EnsureLoaded(e->counter);
 		pc = NewChange(&key, e->counter, true);
-		if (!TryTake(e->counter, -qty))
+		if (!TryTake(e->counter, -qty, NULL))
 			ereport(ERROR,
 					(errcode(ERRCODE_OF_INSUFFICIENT_STOCK),
 					 errmsg("cannot remove %d units of SKU \"%s\" from warehouse \"%s\"",

@@ -284,6 +284,16 @@ COMMENT ON FUNCTION orderflow.line_needs(bigint) IS
 -- Hold qty of a SKU in a warehouse for an order line, planned on bins and
 -- lots first-expiry-first-out.  Returns the quantity held (0 when the
 -- counter did not have qty).
+CREATE FUNCTION orderflow.hold_planned(sku text, warehouse text, qty integer,
+									   order_id bigint, line_no integer)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderflow_hold_planned' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION orderflow.hold_planned(text, text, integer, bigint, integer) IS
+	'holds qty for an order line, planned on bins and lots first-expiry-first-out; returns qty, or 0 when the stock is not there';
+
+-- Hold qty of a SKU in a warehouse for an order line: from the pool
+-- (planned on lots first-expiry-first-out), or from stock received in this
+-- transaction into a given bin and lot.  Returns the quantity held.
 CREATE FUNCTION orderflow.hold_for_line(p_order_id bigint, p_line_no integer, p_sku text,
 										p_warehouse text, p_qty integer, p_incoming boolean DEFAULT false,
 										p_bin_id bigint DEFAULT NULL, p_lot_id bigint DEFAULT NULL)
@@ -291,41 +301,13 @@ RETURNS integer
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	plan record;
-	left_qty integer := p_qty;
-	part integer;
 BEGIN
 	IF p_incoming THEN
 		PERFORM orderflow.hold(p_sku, p_warehouse, p_qty, NULL, NULL, p_order_id, p_line_no,
 							   p_bin_id, p_lot_id, true);
 		RETURN p_qty;
 	END IF;
-	-- Spread the quantity over lots, earliest expiry first; each part is a
-	-- hold of its own, taken from the counter, which is the guarantee.
-	IF orderflow.available(p_sku, p_warehouse) OPERATOR(pg_catalog.<) p_qty THEN
-		RETURN 0;
-	END IF;
-	FOR plan IN
-		SELECT s.bin_id, s.lot_id, s.free
-		  FROM orderflow.lot_stock(p_sku, p_warehouse) s
-		 WHERE s.free OPERATOR(pg_catalog.>) 0
-		 ORDER BY s.expiry_date NULLS LAST, s.lot_created_at, s.route_key, s.bin_id
-	LOOP
-		EXIT WHEN left_qty OPERATOR(pg_catalog.=) 0;
-		part := LEAST(left_qty, plan.free)::integer;
-		IF orderflow.hold(p_sku, p_warehouse, part, NULL, NULL, p_order_id, p_line_no,
-						  plan.bin_id, plan.lot_id, false) IS NULL THEN
-			EXIT;
-		END IF;
-		left_qty := left_qty OPERATOR(pg_catalog.-) part;
-	END LOOP;
-	IF left_qty OPERATOR(pg_catalog.>) 0
-	   AND orderflow.hold(p_sku, p_warehouse, left_qty, NULL, NULL, p_order_id, p_line_no,
-						  NULL, NULL, false) IS NOT NULL THEN
-		left_qty := 0;
-	END IF;
-	RETURN p_qty OPERATOR(pg_catalog.-) left_qty;
+	RETURN orderflow.hold_planned(p_sku, p_warehouse, p_qty, p_order_id, p_line_no);
 END
 $$;
 COMMENT ON FUNCTION orderflow.hold_for_line(bigint, integer, text, text, integer, boolean, bigint, bigint) IS
