@@ -2,7 +2,7 @@
 #
 #   make && make install          build and install into the server of PG_CONFIG
 #   make installcheck             regression, isolation and TAP tests against a
-#                                 running server (see test/README.md)
+#                                 running server (.ci/test runs them all)
 
 EXTENSION = orderflow
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
@@ -44,9 +44,13 @@ $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 pgtap:
 	pg_prove --ext .sql --failures test/pgtap/*.sql
 
-# Format C sources with pg_bsd_indent and the typedef list in src/.
+# Format C sources with pg_bsd_indent (Debian package pg-bsd-indent) and the
+# typedef list in src/, with the options pgindent uses.
+INDENT_OPTS = -bad -bap -bbb -bc -bl -cli1 -cp33 -cdb -nce -d0 -di12 -nfc1 \
+	-i4 -l79 -lp -lpl -nip -npro -sac -tpg -ts4
 .PHONY: indent
 indent:
-	pg_bsd_indent -bad -bap -bbb -bc -bl -cli1 -cp33 -cdb -nce -d0 -di12 -nfc1 \
-		-i4 -l79 -lp -lpl -nip -npro -sac -tpg -ts4 -U src/typedefs.list src/*.c src/*.h
-	rm -f src/*.BAK
+	for f in src/*.c src/*.h; do \
+		pg_bsd_indent $(INDENT_OPTS) -U$(srcdir)/src/typedefs.list $$f $$f.indented && \
+		mv $$f.indented $$f || exit 1; \
+	done

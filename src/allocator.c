@@ -108,7 +108,8 @@ typedef struct PendingChange
 {
 	StockKey	key;
 	StockCounter *counter;		/* NULL until needed */
-	int64		delta;			/* immediate: > 0 taken; else applied at commit */
+	int64		delta;			/* immediate: > 0 taken; else applied at
+								 * commit */
 	bool		immediate;
 	bool		announced;
 	SubTransactionId subid;
@@ -1591,8 +1592,8 @@ orderflow_counter_drift(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 
 	/*
-	 * A transaction committing while we compare makes the two disagree for
-	 * a moment; only a difference that persists over several tries counts.
+	 * A transaction committing while we compare makes the two disagree for a
+	 * moment; only a difference that persists over several tries counts.
 	 */
 	for (int attempt = 0; attempt < 20; attempt++)
 	{

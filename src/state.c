@@ -30,21 +30,26 @@ typedef struct StateNames
 	const char *label_zh;		/* human label, Chinese */
 } StateNames;
 
+/*
+ * Chinese labels are written as universal character names (the compiler
+ * emits UTF-8), so no tool that rewrites the source can mangle their bytes;
+ * the comment beside each shows it.
+ */
 static const StateNames state_names[OS_COUNT] = {
-	[OS_PENDING_PAYMENT] = {"pending_payment", "Pending payment", "待付款"},
-	[OS_PAID] = {"paid", "Paid", "已付款待处理"},
-	[OS_ON_HOLD] = {"on_hold", "On hold", "暂存"},
-	[OS_APPROVED] = {"approved", "Approved", "审核通过"},
-	[OS_BACKORDERED] = {"backordered", "Backordered", "等待齐套"},
-	[OS_ALLOCATED] = {"allocated", "Allocated", "已锁库存"},
-	[OS_PICKING] = {"picking", "Picking", "拣货中"},
-	[OS_PICKED] = {"picked", "Picked", "已拣货"},
-	[OS_PACKED] = {"packed", "Packed", "已打包"},
-	[OS_PARTIALLY_SHIPPED] = {"partially_shipped", "Partially shipped", "部分发货"},
-	[OS_SHIPPED] = {"shipped", "Shipped", "已发货"},
-	[OS_DELIVERED] = {"delivered", "Delivered", "已签收"},
-	[OS_COMPLETED] = {"completed", "Completed", "已完成"},
-	[OS_CANCELLED] = {"cancelled", "Cancelled", "已取消"},
+	[OS_PENDING_PAYMENT] = {"pending_payment", "Pending payment", "\u5f85\u4ed8\u6b3e"},	/* 待付款 */
+	[OS_PAID] = {"paid", "Paid", "\u5df2\u4ed8\u6b3e\u5f85\u5904\u7406"},	/* 已付款待处理 */
+	[OS_ON_HOLD] = {"on_hold", "On hold", "\u6682\u5b58"},	/* 暂存 */
+	[OS_APPROVED] = {"approved", "Approved", "\u5ba1\u6838\u901a\u8fc7"},	/* 审核通过 */
+	[OS_BACKORDERED] = {"backordered", "Backordered", "\u7b49\u5f85\u9f50\u5957"},	/* 等待齐套 */
+	[OS_ALLOCATED] = {"allocated", "Allocated", "\u5df2\u9501\u5e93\u5b58"},	/* 已锁库存 */
+	[OS_PICKING] = {"picking", "Picking", "\u62e3\u8d27\u4e2d"},	/* 拣货中 */
+	[OS_PICKED] = {"picked", "Picked", "\u5df2\u62e3\u8d27"},	/* 已拣货 */
+	[OS_PACKED] = {"packed", "Packed", "\u5df2\u6253\u5305"},	/* 已打包 */
+	[OS_PARTIALLY_SHIPPED] = {"partially_shipped", "Partially shipped", "\u90e8\u5206\u53d1\u8d27"},	/* 部分发货 */
+	[OS_SHIPPED] = {"shipped", "Shipped", "\u5df2\u53d1\u8d27"},	/* 已发货 */
+	[OS_DELIVERED] = {"delivered", "Delivered", "\u5df2\u7b7e\u6536"},	/* 已签收 */
+	[OS_COMPLETED] = {"completed", "Completed", "\u5df2\u5b8c\u6210"},	/* 已完成 */
+	[OS_CANCELLED] = {"cancelled", "Cancelled", "\u5df2\u53d6\u6d88"},	/* 已取消 */
 };
 
 const char *
@@ -64,7 +69,7 @@ OrderStateLabel(OrderState state, bool chinese)
 /*
  * Render a set of states as "a, b, c" in stage order, or "none".
  */
-char *
+char	   *
 OrderStateSetToString(OrderStateSet set)
 {
 	StringInfoData buf;
