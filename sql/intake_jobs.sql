@@ -4,6 +4,9 @@ SET search_path = orderflow, public;
 SET timezone = 'UTC';
 
 SELECT add_sku('JB-A', 'A', 10.00) > 0 AS a;
+-- The jobs work across shops: first settle what earlier tests left behind.
+SELECT expire_unpaid(1000000) >= 0 AS settled, queue_payment_reminders(1000000) >= 0 AS reminded,
+	   (SELECT count(*) FROM claim_outbox(1000000) c WHERE NOT mark_sent(c.id)) AS unsent;
 SELECT add_shop('jb-web', 'generic',
 	'{"payment_timeout": "30 minutes", "payment_reminders": ["20 minutes", "10 minutes", "5 minutes"]}') AS web \gset
 

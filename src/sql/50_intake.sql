@@ -282,6 +282,24 @@ $$;
 COMMENT ON FUNCTION orderflow.intake_text(jsonb, text) IS
 	'a trimmed text field; NULL when missing or empty; error OF030 for objects and arrays';
 
+CREATE FUNCTION orderflow.intake_bool(v jsonb, field text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
+		RETURN NULL;
+	END IF;
+	IF jsonb_typeof(v) <> 'boolean' THEN
+		RAISE EXCEPTION '% must be true or false', field USING ERRCODE = 'OF030';
+	END IF;
+	RETURN v::text::boolean;
+END
+$$;
+COMMENT ON FUNCTION orderflow.intake_bool(jsonb, text) IS
+	'a JSON boolean field; NULL when missing; error OF030 for anything else';
+
 -- HTML entities in WooCommerce product names (&ndash;, &amp;, &#8211; ...).
 CREATE FUNCTION orderflow.intake_html_decode(t text)
 RETURNS text
@@ -838,7 +856,8 @@ BEGIN
 		'lines', lines,
 		'discounts', discounts,
 		'shipping_fee', ship,
-		'tax', CASE WHEN coalesce((o->>'taxes_included')::boolean, false) THEN '0' ELSE o->'total_tax' END,
+		'tax', CASE WHEN coalesce(orderflow.intake_bool(o->'taxes_included', 'taxes_included'), false)
+					THEN '0' ELSE o->'total_tax' END,
 		'total', total,
 		'payment', CASE WHEN st <> 'pending_payment' OR outstanding < total THEN jsonb_build_object(
 			'method', o #> '{payment_gateway_names,0}',
@@ -975,7 +994,8 @@ BEGIN
 		'lines', lines,
 		'discounts', discounts,
 		'shipping_fee', o->'shipping_total',
-		'tax', CASE WHEN coalesce((o->>'prices_include_tax')::boolean, false) THEN '0' ELSE o->'total_tax' END,
+		'tax', CASE WHEN coalesce(orderflow.intake_bool(o->'prices_include_tax', 'prices_include_tax'), false)
+					THEN '0' ELSE o->'total_tax' END,
 		'total', o->'total',
 		'payment', CASE WHEN st = 'paid' THEN jsonb_build_object(
 			'method', o->'payment_method', 'amount', o->'total',
@@ -1796,6 +1816,7 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.intake_iso(timestamptz),
 	orderflow.intake_text(jsonb, text),
 	orderflow.intake_html_decode(text),
+	orderflow.intake_bool(jsonb, text),
 	orderflow.resolve_sku(text, bigint, text, text),
 	orderflow.adapter_generic(jsonb), orderflow.key_generic(jsonb),
 	orderflow.adapter_taobao(jsonb), orderflow.key_taobao(jsonb),
