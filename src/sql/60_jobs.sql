@@ -352,8 +352,14 @@ BEGIN
 			USING ERRCODE = 'OF034',
 				  HINT = format('CREATE EXTENSION dblink in this database, or run in "%s" the statements that orderflow.job_commands() returns.', cron_db);
 	END IF;
+	-- Connect the way local clients do: through this server's first socket
+	-- directory and port (dblink needs a superuser or a password).
 	EXECUTE format('SELECT t.r FROM %I.dblink($1, $2) AS t(r bigint)', dblink_schema)
-	   INTO r USING format('dbname=%s', quote_literal(cron_db)), sql;
+	   INTO r USING concat_ws(' ', format('dbname=%s', quote_literal(cron_db)),
+							  format('port=%s', current_setting('port')),
+							  CASE WHEN btrim(split_part(current_setting('unix_socket_directories'), ',', 1)) <> ''
+								   THEN format('host=%s', quote_literal(btrim(split_part(current_setting('unix_socket_directories'), ',', 1))))
+							  END), sql;
 	RETURN r;
 END
 $$;
