@@ -68,6 +68,9 @@ CREATE TABLE orderflow.inbox (
 CREATE INDEX inbox_pending_idx ON orderflow.inbox (paid DESC, id)
 	WHERE status OPERATOR(pg_catalog.=) 'pending';
 CREATE INDEX inbox_order_idx ON orderflow.inbox (shop_id, order_no);
+-- Newer waiting payloads of the same order, looked up once per payload.
+CREATE INDEX inbox_pending_order_idx ON orderflow.inbox (shop_id, order_no, id)
+	WHERE status OPERATOR(pg_catalog.=) 'pending';
 COMMENT ON TABLE orderflow.inbox IS 'raw platform order payloads waiting for or processed by orderflow.sync()';
 COMMENT ON COLUMN orderflow.inbox.order_no IS 'platform order number read at ingest; NULL when the payload has none';
 COMMENT ON COLUMN orderflow.inbox.paid IS 'the payload says the order is paid: such payloads are synced first';
