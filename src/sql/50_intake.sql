@@ -1491,7 +1491,11 @@ BEGIN
 	END IF;
 
 	-- One payload of an order at a time; a second sync skips it for now.
-	IF NOT pg_try_advisory_xact_lock(hashtextextended('orderflow.intake:' || ib.shop_id || ':' || ono, 0)) THEN
+	-- Orders share 512 lock slots so that a batch of any size holds a
+	-- bounded number of locks; a shared slot only defers a payload to the
+	-- next run when two syncs overlap.
+	IF NOT pg_try_advisory_xact_lock(2037411654,
+			(hashtext(ib.shop_id || ':' || ono) OPERATOR(pg_catalog.&) 511)) THEN
 		RETURN 'deferred';
 	END IF;
 	IF EXISTS (SELECT FROM orderflow.inbox x
