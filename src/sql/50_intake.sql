@@ -1381,12 +1381,12 @@ BEGIN
 		SELECT jsonb_agg(jsonb_build_object('order_id', x.id, 'order_no', x.order_no) ORDER BY x.id)
 		  INTO similar_orders
 		  FROM orderflow.orders x
-		  JOIN orderflow.intake_orders xi ON xi.order_id = x.id
 		 WHERE x.shop_id = o.shop_id AND x.receiver_phone = o.receiver_phone
 		   AND x.id <> o.id
 		   AND x.state OPERATOR(orderflow.<>) 'cancelled'
-		   AND xi.lines_signature = io.lines_signature
-		   AND x.created_at BETWEEN o.created_at - win AND o.created_at + win;
+		   AND x.created_at BETWEEN o.created_at - win AND o.created_at + win
+		   AND (SELECT xi.lines_signature FROM orderflow.intake_orders xi WHERE xi.order_id = x.id)
+			   = io.lines_signature;
 		IF similar_orders IS NOT NULL THEN
 			PERFORM orderflow.open_exception('suspected_duplicate', o.id, jsonb_build_object(
 				'similar_orders', similar_orders, 'window', win::text,
@@ -1412,9 +1412,13 @@ AS $$
 DECLARE
 	sig text;
 BEGIN
-	DELETE FROM orderflow.order_lines l WHERE l.order_id = intake_write_details.order_id;
-	DELETE FROM orderflow.order_discounts d WHERE d.order_id = intake_write_details.order_id;
-	DELETE FROM orderflow.order_payments p WHERE p.order_id = intake_write_details.order_id;
+	-- A new order has nothing to replace (and skipping the deletes keeps a
+	-- long batch off plans made while these tables were empty).
+	IF EXISTS (SELECT FROM orderflow.order_lines l WHERE l.order_id = intake_write_details.order_id) THEN
+		DELETE FROM orderflow.order_lines l WHERE l.order_id = intake_write_details.order_id;
+		DELETE FROM orderflow.order_discounts d WHERE d.order_id = intake_write_details.order_id;
+		DELETE FROM orderflow.order_payments p WHERE p.order_id = intake_write_details.order_id;
+	END IF;
 
 	INSERT INTO orderflow.order_lines (order_id, line_no, sku, platform_sku, name, qty, unit_price, discount)
 	SELECT intake_write_details.order_id, x.line_no,
@@ -1439,8 +1443,11 @@ BEGIN
 	END IF;
 
 	SELECT md5(string_agg(k || '*' || q, ',' ORDER BY k)) INTO sig
-	  FROM (SELECT coalesce('s:' || l.sku, 'p:' || l.platform_sku) AS k, sum(l.qty) AS q
-			  FROM orderflow.order_lines l WHERE l.order_id = intake_write_details.order_id
+	  FROM (SELECT coalesce('s:' || orderflow.resolve_sku(intake_write_details.platform, intake_write_details.shop_id,
+														 x->>'sku', x->>'platform_sku'),
+							'p:' || coalesce(x->>'platform_sku', x->>'sku')) AS k,
+				   sum((x->>'qty')::integer) AS q
+			  FROM jsonb_array_elements(n->'lines') x
 			 GROUP BY 1) g;
 	RETURN sig;
 END
@@ -1448,10 +1455,14 @@ $$;
 COMMENT ON FUNCTION orderflow.intake_write_details(bigint, bigint, text, jsonb) IS
 	'writes the lines (SKUs resolved through orderflow.sku_map), discounts and payment of a normalized order document; returns the lines signature';
 
+-- Every lookup here is by key.  A long sync batch keeps the plans made for
+-- its first payloads, when intake tables may have been empty; without
+-- enable_seqscan = off those plans scan tables that grow with the batch.
 CREATE FUNCTION orderflow.intake_apply(ib orderflow.inbox)
 RETURNS text
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
 AS $$
 DECLARE
 	s orderflow.shops;
