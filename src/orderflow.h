@@ -35,6 +35,14 @@
 #define ERRCODE_OF_INSUFFICIENT_STOCK		MAKE_SQLSTATE('O','F','0','2','3')
 #define ERRCODE_OF_PREPARED_RESERVATION		MAKE_SQLSTATE('O','F','0','2','4')
 
+/* Intake and jobs (raised from src/sql/50_intake.sql and 60_jobs.sql). */
+#define ERRCODE_OF_INVALID_PAYLOAD			MAKE_SQLSTATE('O','F','0','3','0')
+#define ERRCODE_OF_NO_ADAPTER				MAKE_SQLSTATE('O','F','0','3','1')
+#define ERRCODE_OF_EXCEPTION_NOT_FOUND		MAKE_SQLSTATE('O','F','0','3','2')
+#define ERRCODE_OF_INBOX_NOT_FOUND			MAKE_SQLSTATE('O','F','0','3','3')
+#define ERRCODE_OF_SCHEDULER_UNAVAILABLE	MAKE_SQLSTATE('O','F','0','3','4')
+#define ERRCODE_OF_OUTBOX_NOT_FOUND			MAKE_SQLSTATE('O','F','0','3','5')
+
 /*
  * Order states, in process-stage order.  The numeric value is the on-disk
  * representation of orderflow.order_state (one byte) and defines its sort

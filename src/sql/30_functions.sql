@@ -88,7 +88,12 @@ DECLARE
 	k text;
 	v jsonb;
 	known constant text[] := ARRAY['owner_role', 'payment_timeout', 'allow_split',
-								   'auto_complete_after', 'currency'];
+								   'auto_complete_after', 'currency',
+								   'payment_reminders', 'duplicate_window'];
+	-- Settings kept in shops.settings rather than in a column of their own.
+	extra jsonb := jsonb_strip_nulls(jsonb_build_object(
+		'payment_reminders', settings->'payment_reminders',
+		'duplicate_window', settings->'duplicate_window'));
 BEGIN
 	IF name IS NULL OR pg_catalog.btrim(name) OPERATOR(pg_catalog.=) '' THEN
 		RAISE EXCEPTION 'shop name must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -141,6 +146,18 @@ BEGIN
 		IF settings ? 'allow_split' AND pg_catalog.jsonb_typeof(settings->'allow_split') OPERATOR(pg_catalog.<>) 'boolean' THEN
 			RAISE EXCEPTION 'allow_split must be true or false' USING ERRCODE = 'invalid_parameter_value';
 		END IF;
+		IF settings ? 'payment_reminders' AND (pg_catalog.jsonb_typeof(settings->'payment_reminders') OPERATOR(pg_catalog.<>) 'array'
+		   OR EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(settings->'payment_reminders') r
+					   WHERE pg_catalog.jsonb_typeof(r) OPERATOR(pg_catalog.<>) 'string'
+						  OR (r OPERATOR(pg_catalog.->>) 0)::interval OPERATOR(pg_catalog.<=) '0'::interval)) THEN
+			RAISE EXCEPTION 'payment_reminders must be an array of positive intervals'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Each is how long before the payment deadline to remind, e.g. ["15 minutes", "5 minutes"].';
+		END IF;
+		IF settings ? 'duplicate_window'
+		   AND (settings->>'duplicate_window')::interval OPERATOR(pg_catalog.<) '0'::interval THEN
+			RAISE EXCEPTION 'duplicate_window must not be negative' USING ERRCODE = 'invalid_parameter_value';
+		END IF;
 	EXCEPTION
 		WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
 			RAISE EXCEPTION 'invalid interval in shop settings: %', SQLERRM
@@ -148,25 +165,27 @@ BEGIN
 	END;
 
 	INSERT INTO orderflow.shops AS s (name, platform, owner_role, payment_timeout, allow_split,
-									  auto_complete_after, currency)
+									  auto_complete_after, currency, settings)
 	VALUES (add_shop.name, add_shop.platform,
 			coalesce(add_shop.settings->>'owner_role', 'orderflow_operator'),
 			coalesce((add_shop.settings->>'payment_timeout')::interval, '30 minutes'),
 			coalesce((add_shop.settings->>'allow_split')::boolean, false),
 			coalesce((add_shop.settings->>'auto_complete_after')::interval, '7 days'),
-			coalesce(add_shop.settings->>'currency', 'CNY'))
+			coalesce(add_shop.settings->>'currency', 'CNY'),
+			extra)
 	ON CONFLICT ON CONSTRAINT shops_name_key DO UPDATE
 	   SET owner_role = coalesce(add_shop.settings->>'owner_role', s.owner_role),
 		   payment_timeout = coalesce((add_shop.settings->>'payment_timeout')::interval, s.payment_timeout),
 		   allow_split = coalesce((add_shop.settings->>'allow_split')::boolean, s.allow_split),
 		   auto_complete_after = coalesce((add_shop.settings->>'auto_complete_after')::interval, s.auto_complete_after),
-		   currency = coalesce(add_shop.settings->>'currency', s.currency)
+		   currency = coalesce(add_shop.settings->>'currency', s.currency),
+		   settings = s.settings OPERATOR(pg_catalog.||) extra
 	RETURNING s.id INTO shop.id;
 	RETURN shop.id;
 END
 $$;
 COMMENT ON FUNCTION orderflow.add_shop(text, text, jsonb) IS
-	'creates a shop, or updates the given settings of the shop of that name; returns its id. Settings: owner_role, payment_timeout, allow_split, auto_complete_after, currency.';
+	'creates a shop, or updates the given settings of the shop of that name; returns its id. Settings: owner_role, payment_timeout, allow_split, auto_complete_after, currency, payment_reminders (JSON array of intervals before the payment deadline), duplicate_window (interval for suspected-duplicate screening).';
 
 CREATE FUNCTION orderflow.add_warehouse(code text, name text, priority integer DEFAULT 100)
 RETURNS bigint
