@@ -467,12 +467,25 @@ BEGIN
 		   pg_catalog.array_agg(x.held ORDER BY x.line_no),
 		   pg_catalog.array_agg(NULL::text ORDER BY x.line_no)
 	  INTO v_line, v_sku, v_req, v_need, v_got, v_wh
-	  FROM orderflow.line_needs(o.id) x;
+	  FROM (SELECT l.line_no, l.sku, l.qty OPERATOR(pg_catalog.-) l.cancelled_qty AS requested,
+				   coalesce(h.qty, 0)::integer AS held,
+				   (l.qty OPERATOR(pg_catalog.-) l.cancelled_qty OPERATOR(pg_catalog.-) coalesce(h.qty, 0))::integer AS need
+			  FROM orderflow.order_lines l
+			  LEFT JOIN LATERAL (
+				SELECT pg_catalog.sum(r.qty) AS qty FROM orderflow.reservations r
+				 WHERE r.order_id OPERATOR(pg_catalog.=) l.order_id
+				   AND r.line_no OPERATOR(pg_catalog.=) l.line_no
+				   AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['held', 'shipped'])) h ON true
+			 WHERE l.order_id OPERATOR(pg_catalog.=) o.id) x;
 	n := pg_catalog.cardinality(v_line);
 	SELECT pg_catalog.max(r.id) INTO v_before FROM orderflow.reservations r;
 
 	-- Holds placed at checkout under the platform order number come first.
 	FOR i IN 1 .. n LOOP
+		EXIT WHEN NOT EXISTS (SELECT FROM orderflow.reservations r
+							   WHERE r.ref OPERATOR(pg_catalog.=) o.order_no
+								 AND r.status OPERATOR(pg_catalog.=) 'held'
+								 AND r.order_id IS NULL);
 		CONTINUE WHEN v_need[i] OPERATOR(pg_catalog.<=) 0 OR v_sku[i] IS NULL;
 		v_take := orderflow.claim_holds(o.id, v_line[i], v_sku[i], o.order_no, v_need[i]);
 		IF v_take OPERATOR(pg_catalog.>) 0 THEN
