@@ -1224,17 +1224,16 @@ orderflow_expire_reservations(PG_FUNCTION_ARGS)
 
 /*
  * Trigger on orders: an order that is cancelled or put on hold gives back
- * everything it holds, once.
+ * everything it holds, once, including checkout holds under its number.
  */
 PG_FUNCTION_INFO_V1(orderflow_order_release_trigger);
 Datum
 orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1];
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Datum		args[2];
 	bool		isnull;
-	int			attnum;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -1249,20 +1248,31 @@ orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 				 errmsg("function \"%s\" must be fired AFTER UPDATE ... FOR EACH ROW",
 						"orderflow_order_release_trigger")));
 
-	attnum = SPI_fnumber(RelationGetDescr(trigdata->tg_relation), "id");
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("table \"%s\" has no column \"id\"",
-						RelationGetRelationName(trigdata->tg_relation))));
-	args[0] = heap_getattr(trigdata->tg_newtuple, attnum,
-						   RelationGetDescr(trigdata->tg_relation), &isnull);
+	for (int i = 0; i < 2; i++)
+	{
+		const char *col = i == 0 ? "id" : "order_no";
+		int			attnum = SPI_fnumber(RelationGetDescr(trigdata->tg_relation), col);
+
+		if (attnum <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+					 errmsg("table \"%s\" has no column \"%s\"",
+							RelationGetRelationName(trigdata->tg_relation), col)));
+		args[i] = heap_getattr(trigdata->tg_newtuple, attnum,
+							   RelationGetDescr(trigdata->tg_relation), &isnull);
+	}
+
+	/*
+	 * The order's holds, and those placed at checkout under its platform
+	 * order number that allocate() has not claimed yet.
+	 */
 	CloseHolds("UPDATE orderflow.reservations r"
 			   "   SET status = 'released', closed_at = pg_catalog.now()"
-			   " WHERE r.order_id OPERATOR(pg_catalog.=) $1"
+			   " WHERE (r.order_id OPERATOR(pg_catalog.=) $1"
+			   "        OR (r.order_id IS NULL AND r.ref OPERATOR(pg_catalog.=) $2))"
 			   "   AND r.status OPERATOR(pg_catalog.=) 'held'"
 			   " RETURNING r.sku_id, r.warehouse_id, r.qty",
-			   1, argtypes, args, NULL);
+			   2, argtypes, args, NULL);
 	return PointerGetDatum(NULL);
 }
 

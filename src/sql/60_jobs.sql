@@ -313,8 +313,9 @@ INSERT INTO orderflow.jobs (name, schedule, command, description, builtin) VALUE
 	('sync', '* * * * *', 'SELECT orderflow.job_sync()', 'normalize the inbox into orders', true),
 	('payment-deadlines', '* * * * *', 'SELECT orderflow.expire_unpaid()', 'cancel unpaid orders past their deadline', true),
 	('payment-reminders', '* * * * *', 'SELECT orderflow.queue_payment_reminders()', 'queue payment reminders', true),
-	('reservation-expiry', '* * * * *', NULL, 'expire reservations with a ttl (allocator)', true),
-	('allocator-compaction', '*/10 * * * *', NULL, 'compact allocator counters (allocator)', true),
+	('reservation-expiry', '* * * * *', 'SELECT orderflow.expire_reservations()', 'release reservations whose time to live has passed', true),
+	('backorder-fill', '* * * * *', 'SELECT orderflow.fill_backorders()', 'allocate back-ordered orders from stock that came back', true),
+	('allocator-compaction', '*/10 * * * *', 'SELECT orderflow.compact_stock()', 'fold stock movements older than a day into balances', true),
 	('sla-sweep', '*/5 * * * *', NULL, 'open exceptions for orders stuck in a state (tracking)', true),
 	('auto-complete', '*/15 * * * *', NULL, 'complete delivered orders after the shop''s delay', true),
 	('archival', '30 3 * * *', NULL, 'move finished orders to the archive', true);
