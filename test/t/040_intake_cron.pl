@@ -29,11 +29,14 @@ $node->safe_psql('shop', q{
 
 # pg_cron lives in "postgres", orderflow in "shop".
 is($node->safe_psql('shop', 'SELECT count(*) FROM orderflow.schedule_jobs()'),
-	'3', 'schedule_jobs registers the three intake jobs from another database');
+	'6', 'schedule_jobs registers the six jobs from another database');
 my $jobs = q{SELECT string_agg(jobname || ' ' || schedule || ' ' || database || ' ' || command, E'\n' ORDER BY jobname) FROM cron.job};
 my $expected = join("\n",
+	'orderflow:shop:allocator-compaction */10 * * * * shop SELECT orderflow.compact_stock()',
+	'orderflow:shop:backorder-fill * * * * * shop SELECT orderflow.fill_backorders()',
 	'orderflow:shop:payment-deadlines * * * * * shop SELECT orderflow.expire_unpaid()',
 	'orderflow:shop:payment-reminders * * * * * shop SELECT orderflow.queue_payment_reminders()',
+	'orderflow:shop:reservation-expiry * * * * * shop SELECT orderflow.expire_reservations()',
 	'orderflow:shop:sync * * * * * shop SELECT orderflow.job_sync()');
 is($node->safe_psql('postgres', $jobs), $expected, 'cron.job holds the jobs for database shop');
 $node->safe_psql('shop', 'SELECT count(*) FROM orderflow.schedule_jobs()');
@@ -63,16 +66,16 @@ like($node->safe_psql('postgres',
 	q{SELECT string_agg(DISTINCT status, ',') FROM cron.job_run_details d JOIN cron.job j USING (jobid) WHERE j.jobname = 'orderflow:shop:sync'}),
 	qr/succeeded/, 'pg_cron records the sync job as succeeded');
 
-is($node->safe_psql('shop', 'SELECT orderflow.unschedule_jobs()'), '3', 'unschedule_jobs removes them');
+is($node->safe_psql('shop', 'SELECT orderflow.unschedule_jobs()'), '6', 'unschedule_jobs removes them');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM cron.job'), '0', 'cron.job is empty');
 
 # pg_cron in the same database as orderflow.
 $node->safe_psql('postgres', 'CREATE EXTENSION orderflow');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM orderflow.schedule_jobs()'), '3',
+is($node->safe_psql('postgres', 'SELECT count(*) FROM orderflow.schedule_jobs()'), '6',
 	'schedule_jobs works where pg_cron is installed');
 is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT database, ',') FROM cron.job}),
 	'postgres', 'the jobs run in this database');
-is($node->safe_psql('postgres', 'SELECT orderflow.unschedule_jobs()'), '3', 'and are removed again');
+is($node->safe_psql('postgres', 'SELECT orderflow.unschedule_jobs()'), '6', 'and are removed again');
 
 # Without dblink, a database other than pg_cron's gets a clear error.
 $node->safe_psql('postgres', 'CREATE DATABASE other');
