@@ -86,6 +86,7 @@ extern OrderStateSet AllowedNextStates(OrderState from);
 extern OrderStateSet InitialStates(void);
 extern Oid	OrderflowRelid(const char *relname, bool missing_ok);
 extern Oid	HistoryOwner(void);
+extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
 
 /* orderflow.c */
@@ -115,7 +116,6 @@ typedef struct HistoryEvent
 } HistoryEvent;
 
 extern void HistoryEventHash(const HistoryEvent *ev, uint8 *hash);
-extern void HistoryAppend(const HistoryEvent *ev, const uint8 *hash,
-						  Oid state_type);
+extern void HistoryAppend(const HistoryEvent *ev, const uint8 *hash);
 
 #endif							/* ORDERFLOW_H */

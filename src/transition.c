@@ -52,7 +52,6 @@ typedef struct GraphCache
 typedef struct OrderColumns
 {
 	Oid			relid;			/* InvalidOid: not looked up yet */
-	Oid			state_type;
 	AttrNumber	id;
 	AttrNumber	state;
 	AttrNumber	state_changed_at;
@@ -228,6 +227,13 @@ HistoryOwner(void)
 	return graph.events_owner;
 }
 
+Oid
+HistoryRelid(void)
+{
+	EnsureGraph();
+	return graph.events_relid;
+}
+
 /*
  * A counter that moves whenever a table that saved plans depend on was
  * invalidated; a plan saved at an older value must be prepared again.
@@ -265,8 +271,6 @@ EnsureColumns(Relation rel)
 	order_columns.paid_at = RequiredColumn(rel, "paid_at");
 	order_columns.history_seq = RequiredColumn(rel, "history_seq");
 	order_columns.history_hash = RequiredColumn(rel, "history_hash");
-	order_columns.state_type =
-		TupleDescAttr(RelationGetDescr(rel), order_columns.state - 1)->atttypid;
 	order_columns.relid = RelationGetRelid(rel);
 }
 
@@ -422,7 +426,7 @@ order_state_transition_trigger(PG_FUNCTION_ARGS)
 	ev.xid = U64FromFullTransactionId(GetTopFullTransactionId());
 
 	HistoryEventHash(&ev, hash);
-	HistoryAppend(&ev, hash, order_columns.state_type);
+	HistoryAppend(&ev, hash);
 
 	/* Stamp the new row. */
 	hash_datum = (bytea *) palloc(VARHDRSZ + HISTORY_HASH_LEN);

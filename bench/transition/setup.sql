@@ -4,9 +4,10 @@
 -- as a superuser; \ir pulls in the PL/pgSQL trigger beside this file).
 --
 -- Three tables of the same shape, indexes and data, 20000 orders each, all
--- in state 'approved' with a two-event history.  Every pgbench transaction
--- picks a random order and flips it approved <-> on_hold, a pair of
--- transitions in the default graph, so an order can flip forever:
+-- in state 'allocated' with a three-event history.  Every pgbench
+-- transaction picks a random order and flips it allocated <-> picking, a
+-- pair of transitions in the default graph, so an order can flip forever
+-- (a pair that releases no stock, so only the transition itself is timed):
 --
 --   trigger.pgbench   orderflow.orders with the extension's C trigger
 --                     (validation against the cached graph, SHA-256 chain,
@@ -22,13 +23,14 @@ SET client_min_messages = warning;
 
 SELECT orderflow.add_shop('bench shop', 'generic');
 
--- Orders 1..20000, created paid and approved through the C trigger, so
--- each has two audit events and a real hash chain.
+-- Orders 1..20000, created paid, approved and allocated through the C
+-- trigger, so each has three audit events and a real hash chain.
 INSERT INTO orderflow.orders (id, shop_id, order_no, state, total_amount, paid_amount)
 SELECT g, s.id, 'BENCH-' || g, 'paid', 99.00, 99.00
   FROM generate_series(1, 20000) AS g,
 	   (SELECT id FROM orderflow.shops WHERE name = 'bench shop') AS s;
 UPDATE orderflow.orders SET state = 'approved';
+UPDATE orderflow.orders SET state = 'allocated';
 -- Keep later default ids clear of the explicit ones.
 SELECT setval(pg_get_serial_sequence('orderflow.orders', 'id'), 20000);
 
