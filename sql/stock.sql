@@ -165,6 +165,8 @@ SELECT * FROM line_needs(:o2);
 -- SK-2 still needs tea from the pool: fill_backorders allocates it.
 SELECT fill_backorders();
 SELECT state FROM orders WHERE id = :o2;
+-- The history says why each allocation step happened.
+SELECT seq, from_state, to_state, reason FROM order_events WHERE order_id = :o2 ORDER BY seq;
 
 -- Holds placed at checkout under the platform order number are claimed by
 -- allocate, not reserved twice; a larger hold is cut to what is needed.

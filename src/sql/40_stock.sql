@@ -439,8 +439,17 @@ DECLARE
 	w record;
 	v_missing integer;
 	v_held_any boolean;
+	v_to orderflow.order_state;
+	v_reason text;
+	v_prev_reason text;
 BEGIN
-	o := orderflow.lock_order(allocate.order_id);
+	IF allocate.order_id IS NULL THEN
+		RAISE EXCEPTION 'order id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO o FROM orderflow.orders x WHERE x.id OPERATOR(pg_catalog.=) allocate.order_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % does not exist', allocate.order_id USING ERRCODE = 'OF004';
+	END IF;
 	v_policy := coalesce(allocate.policy, o.allocation_policy, 'wait');
 	IF v_policy NOT IN ('split', 'wait', 'cancel_missing') THEN
 		RAISE EXCEPTION 'invalid allocation policy "%"', v_policy
@@ -509,7 +518,7 @@ BEGIN
 		IF v_single IS NOT NULL THEN
 			FOR i IN 1 .. n LOOP
 				CONTINUE WHEN v_need[i] OPERATOR(pg_catalog.<=) 0;
-				v_take := orderflow.hold_for_line(o.id, v_line[i], v_sku[i], v_single, v_need[i]);
+				v_take := orderflow.hold_planned(v_sku[i], v_single, v_need[i], o.id, v_line[i]);
 				IF v_take OPERATOR(pg_catalog.>) 0 THEN
 					v_need[i] := v_need[i] OPERATOR(pg_catalog.-) v_take;
 					v_got[i] := v_got[i] OPERATOR(pg_catalog.+) v_take;
@@ -526,8 +535,8 @@ BEGIN
 			EXIT WHEN v_need[i] OPERATOR(pg_catalog.<=) 0;
 			v_avail := orderflow.available(v_sku[i], w.code);
 			CONTINUE WHEN v_avail OPERATOR(pg_catalog.<=) 0;
-			v_take := orderflow.hold_for_line(o.id, v_line[i], v_sku[i], w.code,
-											  LEAST(v_need[i]::bigint, v_avail)::integer);
+			v_take := orderflow.hold_planned(v_sku[i], w.code, LEAST(v_need[i]::bigint, v_avail)::integer,
+											 o.id, v_line[i]);
 			IF v_take OPERATOR(pg_catalog.>) 0 THEN
 				v_need[i] := v_need[i] OPERATOR(pg_catalog.-) v_take;
 				v_got[i] := v_got[i] OPERATOR(pg_catalog.+) v_take;
@@ -541,13 +550,10 @@ BEGIN
 	SELECT coalesce(pg_catalog.bool_or(x OPERATOR(pg_catalog.>) 0), false) INTO v_held_any
 	  FROM pg_catalog.unnest(v_got) x;
 
-	IF o.allocation_policy IS DISTINCT FROM v_policy THEN
-		UPDATE orderflow.orders SET allocation_policy = v_policy WHERE id OPERATOR(pg_catalog.=) o.id;
-	END IF;
-
 	IF v_missing OPERATOR(pg_catalog.=) 0 THEN
 		IF o.state OPERATOR(orderflow.=) ANY (ARRAY['approved'::orderflow.order_state, 'backordered'::orderflow.order_state]) THEN
-			PERFORM orderflow.transition(o.id, 'allocated', 'stock allocated');
+			v_to := 'allocated';
+			v_reason := 'stock allocated';
 		END IF;
 	ELSIF v_policy OPERATOR(pg_catalog.=) 'wait' THEN
 		-- All or nothing: give back what this call took; claimed holds stay.
@@ -565,13 +571,16 @@ BEGIN
 			END IF;
 		END LOOP;
 		IF o.state OPERATOR(orderflow.=) 'approved' THEN
-			PERFORM orderflow.transition(o.id, 'backordered', 'waiting for stock');
+			v_to := 'backordered';
+			v_reason := 'waiting for stock';
 		END IF;
 	ELSIF v_policy OPERATOR(pg_catalog.=) 'split' THEN
 		IF v_held_any AND o.state OPERATOR(orderflow.=) ANY (ARRAY['approved'::orderflow.order_state, 'backordered'::orderflow.order_state]) THEN
-			PERFORM orderflow.transition(o.id, 'allocated', 'split: shipping what is in stock');
+			v_to := 'allocated';
+			v_reason := 'split: shipping what is in stock';
 		ELSIF NOT v_held_any AND o.state OPERATOR(orderflow.=) 'approved' THEN
-			PERFORM orderflow.transition(o.id, 'backordered', 'waiting for stock');
+			v_to := 'backordered';
+			v_reason := 'waiting for stock';
 		END IF;
 	ELSE
 		-- cancel_missing: cancel what is not there and refund it.
@@ -581,11 +590,24 @@ BEGIN
 		END LOOP;
 		IF v_held_any THEN
 			IF o.state OPERATOR(orderflow.=) ANY (ARRAY['approved'::orderflow.order_state, 'backordered'::orderflow.order_state]) THEN
-				PERFORM orderflow.transition(o.id, 'allocated', 'missing lines cancelled');
+				v_to := 'allocated';
+				v_reason := 'missing lines cancelled';
 			END IF;
 		ELSE
-			PERFORM orderflow.transition(o.id, 'cancelled', 'out of stock');
+			v_to := 'cancelled';
+			v_reason := 'out of stock';
 		END IF;
+	END IF;
+
+	-- One update of the locked order row: the state change (validated and
+	-- audited by the trigger, with the reason) and the policy.
+	IF v_to IS NOT NULL OR o.allocation_policy IS DISTINCT FROM v_policy THEN
+		v_prev_reason := pg_catalog.current_setting('orderflow.reason', true);
+		PERFORM pg_catalog.set_config('orderflow.reason', coalesce(v_reason, ''), true);
+		UPDATE orderflow.orders x
+		   SET allocation_policy = v_policy, state = coalesce(v_to, x.state)
+		 WHERE x.id OPERATOR(pg_catalog.=) o.id;
+		PERFORM pg_catalog.set_config('orderflow.reason', coalesce(v_prev_reason, ''), true);
 	END IF;
 
 	RETURN QUERY
