@@ -34,37 +34,60 @@ SELECT count(*) FILTER (WHERE release(r.id)) AS released
 SELECT available('CUP-CELADON', 'HZ') AS cups_left;
 
 \echo
-\echo '== Orders: WEB-1001 (paid at checkout, holds placed under its number), TM-2001 (split allowed), WEB-1002 (never paid)'
-SELECT reserve('TEA-250', 'HZ', 2, 'WEB-1001', '15 minutes') IS NOT NULL AS checkout_hold;
-INSERT INTO orders (shop_id, order_no, state, paid_at, goods_amount, total_amount, paid_amount,
-                    receiver_name, receiver_phone, receiver_province, receiver_city, receiver_district, receiver_address)
-VALUES (find_shop('demo-web'), 'WEB-1001', 'paid', now(), 153.00, 153.00, 153.00,
-        '张三', '13800138000', '浙江省', '杭州市', '西湖区', '文三路100号'),
-       (find_shop('demo-tmall'), 'TM-2001', 'paid', now(), 594.00, 594.00, 594.00,
-        '李四', '13900139000', '浙江省', '宁波市', '鄞州区', '中山东路1号'),
-       (find_shop('demo-web'), 'WEB-1002', 'pending_payment', NULL, 59.00, 59.00, 0,
-        '王五', '13700137000', '浙江省', '杭州市', '上城区', '解放路8号');
-INSERT INTO order_lines (order_id, sku, qty, unit_price)
-SELECT o.id, l.sku, l.qty, s.unit_price
-  FROM (VALUES ('WEB-1001', 'TEA-250', 2), ('WEB-1001', 'CUP-CELADON', 1),
-               ('TM-2001', 'POT-ZISHA', 3), ('TM-2001', 'TEA-250', 1),
-               ('WEB-1002', 'TEA-250', 1)) AS l(no, sku, qty)
-  JOIN orders o ON o.order_no = l.no JOIN skus s ON s.code = l.sku;
+\echo '== Orders arrive: two from the web shop (generic JSON), one from Tmall (a TOP trade), one malformed'
+SELECT reserve('TEA-250', 'HZ', 2, 'WEB-1001', '15 minutes') IS NOT NULL AS checkout_hold_for_web_1001;
+SELECT ingest(find_shop('demo-web'), '{
+  "order_no": "WEB-1001", "status": "paid",
+  "created_at": "2026-11-26T10:00:00+08:00", "paid_at": "2026-11-26T10:01:00+08:00",
+  "buyer": {"id": "u123", "name": "张三", "phone": "13800138000"},
+  "receiver": {"name": "张三", "phone": "13800138000", "country": "CN", "province": "浙江省",
+               "city": "杭州市", "district": "西湖区", "address": "文三路100号", "postcode": "310000"},
+  "note": "周末送货", "currency": "CNY",
+  "lines": [{"sku": "TEA-250", "qty": 2, "unit_price": "59.00"},
+            {"sku": "CUP-CELADON", "qty": 1, "unit_price": "35.00"}],
+  "discounts": [{"kind": "coupon", "code": "C10", "amount": "10.00"},
+                {"kind": "threshold", "threshold": "100.00", "amount": "20.00"}],
+  "shipping_fee": "8.00", "total": "131.00",
+  "payment": {"method": "alipay", "amount": "131.00", "transaction_id": "2026112622001"}
+}') > 0 AS stored;
+SELECT ingest(find_shop('demo-web'), '{
+  "order_no": "WEB-1002", "status": "pending_payment", "created_at": "2026-11-26T10:05:00+08:00",
+  "receiver": {"name": "王五", "phone": "13700137000", "province": "浙江省", "city": "杭州市",
+               "district": "上城区", "address": "解放路8号"},
+  "lines": [{"sku": "TEA-250", "qty": 1, "unit_price": "59.00"}], "total": "59.00"
+}') > 0 AS stored;
+SELECT ingest(find_shop('demo-tmall'), '{"trade_fullinfo_get_response": {"trade": {
+  "tid": 3300123456789, "status": "WAIT_SELLER_SEND_GOODS",
+  "created": "2026-11-26 10:10:00", "pay_time": "2026-11-26 10:11:00",
+  "buyer_nick": "tb_lisi", "receiver_name": "李四", "receiver_mobile": "13900139000",
+  "receiver_state": "浙江省", "receiver_city": "宁波市", "receiver_district": "鄞州区",
+  "receiver_address": "中山东路1号", "receiver_zip": "315000",
+  "post_fee": "0.00", "payment": "863.00", "alipay_no": "2026112622002",
+  "orders": {"order": [
+    {"oid": 1, "outer_sku_id": "POT-ZISHA", "title": "Zisha tea pot", "num": 3, "price": "268.00"},
+    {"oid": 2, "outer_sku_id": "TEA-250", "title": "Longjing 250 g", "num": 1, "price": "59.00"}]}
+}}}') > 0 AS stored;
+SELECT ingest(find_shop('demo-web'), '{"order_no": "WEB-1003", "status": "paid", "lines": []}') > 0 AS stored;
+\echo 'sync normalizes the inbox (paid first); the malformed payload keeps its reason:'
+SELECT * FROM sync();
+SELECT payload->>'order_no' AS order_no, status, error FROM inbox WHERE status <> 'done' ORDER BY id;
+SELECT o.order_no, o.state, o.goods_amount, o.discount_amount, o.shipping_fee, o.total_amount, o.paid_amount
+  FROM orders o WHERE o.order_no IN ('WEB-1001', 'WEB-1002', '3300123456789') ORDER BY o.order_no;
 
 \echo
-\echo '== Review passes; allocation claims the checkout hold, and splits TM-2001 (only 2 pots in stock)'
-SELECT transition(id, 'approved', 'review passed') AS was FROM orders WHERE order_no IN ('WEB-1001', 'TM-2001') ORDER BY order_no;
+\echo '== Review passes; allocation claims the checkout hold, and splits the Tmall order (only 2 pots in stock)'
+SELECT transition(id, 'approved', 'review passed') AS was FROM orders WHERE order_no IN ('WEB-1001', '3300123456789') ORDER BY order_no;
 SELECT 'WEB-1001' AS order_no, a.* FROM allocate(find_order(find_shop('demo-web'), 'WEB-1001')) a;
-SELECT 'TM-2001' AS order_no, a.* FROM allocate(find_order(find_shop('demo-tmall'), 'TM-2001'), 'split') a;
+SELECT '3300123456789' AS order_no, a.* FROM allocate(find_order(find_shop('demo-tmall'), '3300123456789'), 'split') a;
 SELECT r.id, s.code AS sku, w.code AS warehouse, b.code AS bin, l.code AS lot, r.qty
   FROM reservations r JOIN orders o ON o.id = r.order_id JOIN skus s ON s.id = r.sku_id
   JOIN warehouses w ON w.id = r.warehouse_id LEFT JOIN bins b ON b.id = r.bin_id LEFT JOIN lots l ON l.id = r.lot_id
- WHERE r.status = 'held' AND o.order_no IN ('WEB-1001', 'TM-2001') ORDER BY r.id;
+ WHERE r.status = 'held' AND o.order_no IN ('WEB-1001', '3300123456789') ORDER BY r.id;
 
 \echo
 \echo '== A pot arrives: the back-order is filled from the receipt itself'
 SELECT receive_stock('POT-ZISHA', 'NB', 'B-02-01', 1) > 0 AS received;
-SELECT * FROM line_needs(find_order(find_shop('demo-tmall'), 'TM-2001'));
+SELECT * FROM line_needs(find_order(find_shop('demo-tmall'), '3300123456789'));
 
 \echo
 \echo '== WEB-1001 goes through the warehouse to the customer'
@@ -83,16 +106,17 @@ UPDATE orders SET state = 'shipped' WHERE order_no = 'WEB-1002';
 \set ON_ERROR_STOP 1
 
 \echo
-\echo '== WEB-1002 is never paid and is cancelled; TM-2001 is cancelled by the buyer and gives its stock back'
-SELECT transition(id, 'cancelled', 'payment deadline passed') FROM orders WHERE order_no = 'WEB-1002';
+\echo '== WEB-1002 is never paid: at its deadline the sweep cancels it; the Tmall buyer cancels and the stock comes back'
+UPDATE orders SET payment_deadline = now() - interval '1 minute' WHERE order_no = 'WEB-1002';
+SELECT expire_unpaid() AS cancelled_unpaid;
 SELECT available('POT-ZISHA', 'NB') AS pots_before_cancel;
-SELECT transition(id, 'cancelled', 'buyer cancelled') FROM orders WHERE order_no = 'TM-2001';
+SELECT transition(id, 'cancelled', 'buyer cancelled') FROM orders WHERE order_no = '3300123456789';
 SELECT available('POT-ZISHA', 'NB') AS pots_after_cancel;
 
 \echo
 \echo '== Where every order ended'
 SELECT order_no, state, label(state, 'zh') AS 状态, history_seq AS events FROM orders
- WHERE order_no IN ('WEB-1001', 'TM-2001', 'WEB-1002') ORDER BY order_no;
+ WHERE order_no IN ('WEB-1001', '3300123456789', 'WEB-1002') ORDER BY order_no;
 
 \echo
 \echo '== The audit history of WEB-1001 (append-only, hash-chained)'
@@ -105,3 +129,5 @@ SELECT o.order_no, v.* FROM orders o, verify_history(o.id) v;
 SELECT count(*) AS orders_verified FROM orders o WHERE NOT EXISTS (SELECT FROM verify_history(o.id));
 \echo 'Stock counters against the ledger (no rows = healthy):'
 SELECT * FROM check_stock();
+\echo 'Notifications queued in the outbox for the applications (NOTIFY orderflow_outbox):'
+SELECT topic, count(*) FROM outbox GROUP BY topic ORDER BY topic;
