@@ -140,7 +140,7 @@ GRANT INSERT ON orderflow.order_lines TO orderflow_warehouse;
 GRANT SELECT ON orderflow.reservations, orderflow.stock_movements, orderflow.stock_balances,
 	orderflow.lots, orderflow.order_adjustments TO orderflow_warehouse;
 GRANT SELECT ON orderflow.reservations, orderflow.stock_movements, orderflow.stock_balances,
-	orderflow.lots TO orderflow_auditor;
+	orderflow.lots, orderflow.skus, orderflow.warehouses, orderflow.bins TO orderflow_auditor;
 
 -- Administrators configure the system.  No role but the extension owner
 -- may INSERT, UPDATE, DELETE or TRUNCATE the history.

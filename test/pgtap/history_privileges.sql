@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(42);
+SELECT plan(44);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -109,6 +109,12 @@ SELECT results_eq(
 SELECT is_empty(
 	$$SELECT * FROM orderflow.verify_history((SELECT order_a FROM tap_ids))$$,
 	'auditor verifies the hash chain of an order');
+SELECT lives_ok(
+	$$SELECT * FROM orderflow.check_stock()$$,
+	'auditor checks the stock counters against the ledger');
+SELECT throws_ok(
+	$$SELECT orderflow.reserve('X', 'Y', 1)$$, '42501', NULL,
+	'auditor cannot reserve stock');
 RESET ROLE;
 
 ----------------------------------------------------------------------------
