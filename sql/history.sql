@@ -38,6 +38,14 @@ SELECT e.xid = pg_current_xact_id() AS same_xact, e.at = o.state_changed_at AS s
  WHERE e.order_id = 9101 AND e.seq = o.history_seq;
 COMMIT;
 
+-- An INSERT that ON CONFLICT skips writes no event: events are written
+-- once the row change has really happened.
+SELECT count(*) AS events_before FROM order_events \gset
+INSERT INTO orders (shop_id, order_no) VALUES (current_setting('my.shop')::bigint, 'H-1')
+ON CONFLICT (shop_id, order_no) DO NOTHING;
+SELECT count(*) - :events_before AS new_events FROM order_events;
+SELECT count(*) AS orphan_events FROM order_events e WHERE NOT EXISTS (SELECT FROM orders o WHERE o.id = e.order_id);
+
 -- An intact chain verifies: no rows.
 SELECT * FROM verify_history(9101);
 SELECT * FROM verify_history(-5);

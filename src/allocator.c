@@ -332,6 +332,13 @@ AllocatorXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 			ResetLoadingCounter();
 			FinishChanges(false);
+			/* Ids this transaction may have seen uncommitted are gone. */
+			code_cache_valid = false;
+			break;
+		case XACT_EVENT_PREPARE:
+			/* Only changes without effect are left; their memory is gone. */
+			ResetLoadingCounter();
+			pending_changes = NIL;
 			break;
 		case XACT_EVENT_PRE_PREPARE:
 			if (HasCounterChanges())
@@ -364,6 +371,8 @@ AllocatorSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	}
 	else if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
+		ResetLoadingCounter();
+		code_cache_valid = false;
 		foreach(lc, pending_changes)
 		{
 			PendingChange *pc = (PendingChange *) lfirst(lc);
@@ -532,6 +541,30 @@ DurableAvailable(const StockKey *key)
 }
 
 /*
+ * The committed available quantity of a counter being loaded.  The
+ * snapshot sees this transaction's own changes, which reach the counter
+ * when it commits: they are left out.  On error the counter goes back to
+ * unloaded, so nobody waits for a load that will not finish.
+ */
+static int64
+LoadDurable(StockCounter *c)
+{
+	int64		value = 0;
+
+	PG_TRY();
+	{
+		value = DurableAvailable(&c->key) - IncomingAtCommit(&c->key);
+	}
+	PG_CATCH();
+	{
+		ResetLoadingCounter();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return value;
+}
+
+/*
  * Make sure a counter holds the committed available quantity.
  */
 static void
@@ -571,12 +604,7 @@ EnsureLoaded(StockCounter *c)
 		}
 
 		loading_counter = c;
-
-		/*
-		 * The snapshot sees this transaction's own changes, which reach the
-		 * counter when it commits: leave them out of the loaded value.
-		 */
-		value = DurableAvailable(&c->key) - IncomingAtCommit(&c->key);
+		value = LoadDurable(c);
 
 		SpinLockAcquire(&c->mutex);
 		if (c->pending == 0 && !c->missed)

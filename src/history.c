@@ -22,9 +22,14 @@
 #include "access/htup_details.h"
 #include "access/heapam.h"
 #include "access/table.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#if PG_VERSION_NUM >= 140000
 #include "common/cryptohash.h"
+#else
+#include "common/sha2.h"
+#endif
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -36,15 +41,26 @@
 
 #include "orderflow.h"
 
+/* SHA-256 through the server's API: pg_cryptohash from PostgreSQL 14 on. */
+#if PG_VERSION_NUM >= 140000
+typedef pg_cryptohash_ctx *HashCtx;
+#else
+typedef pg_sha256_ctx * HashCtx;
+#endif
+
 static void
-HashBytes(pg_cryptohash_ctx *ctx, const void *data, size_t len)
+HashBytes(HashCtx ctx, const void *data, size_t len)
 {
+#if PG_VERSION_NUM >= 140000
 	if (pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0)
 		elog(ERROR, "could not update SHA-256 hash");
+#else
+	pg_sha256_update(ctx, (const uint8 *) data, len);
+#endif
 }
 
 static void
-HashInt64(pg_cryptohash_ctx *ctx, uint64 v)
+HashInt64(HashCtx ctx, uint64 v)
 {
 	uint8		b[8];
 
@@ -57,7 +73,7 @@ HashInt64(pg_cryptohash_ctx *ctx, uint64 v)
 }
 
 static void
-HashInt32(pg_cryptohash_ctx *ctx, uint32 v)
+HashInt32(HashCtx ctx, uint32 v)
 {
 	uint8		b[4] = {(uint8) (v >> 24), (uint8) (v >> 16), (uint8) (v >> 8), (uint8) v};
 
@@ -66,7 +82,7 @@ HashInt32(pg_cryptohash_ctx *ctx, uint32 v)
 
 /* Text as a 4-byte length (0xFFFFFFFF for NULL) and its bytes. */
 static void
-HashText(pg_cryptohash_ctx *ctx, const char *s)
+HashText(HashCtx ctx, const char *s)
 {
 	if (s == NULL)
 	{
@@ -84,11 +100,18 @@ HashText(pg_cryptohash_ctx *ctx, const char *s)
 void
 HistoryEventHash(const HistoryEvent *ev, uint8 *hash)
 {
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 	uint8		states[2];
+#if PG_VERSION_NUM >= 140000
+	HashCtx		ctx = pg_cryptohash_create(PG_SHA256);
 
 	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
 		elog(ERROR, "could not initialize SHA-256 hash");
+#else
+	pg_sha256_ctx sha;
+	HashCtx		ctx = &sha;
+
+	pg_sha256_init(ctx);
+#endif
 	if (ev->prev_hash)
 		HashBytes(ctx, ev->prev_hash, HISTORY_HASH_LEN);
 	HashInt64(ctx, (uint64) ev->order_id);
@@ -102,9 +125,13 @@ HistoryEventHash(const HistoryEvent *ev, uint8 *hash)
 	HashText(ctx, ev->acting_role);
 	HashText(ctx, ev->application_name);
 	HashText(ctx, ev->reason);
+#if PG_VERSION_NUM >= 140000
 	if (pg_cryptohash_final(ctx, hash, HISTORY_HASH_LEN) < 0)
 		elog(ERROR, "could not finalize SHA-256 hash");
 	pg_cryptohash_free(ctx);
+#else
+	pg_sha256_final(ctx, hash);
+#endif
 }
 
 static bytea *
@@ -138,6 +165,11 @@ HistoryAppend(const HistoryEvent *ev, const uint8 *hash)
 	NameData	acting_role;
 
 	rel = table_open(HistoryRelid(), RowExclusiveLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a plain table", RelationGetRelationName(rel)),
+				 errdetail("The order history is written directly into its heap and indexes.")));
 	desc = RelationGetDescr(rel);
 	if (desc->natts != 12)
 		elog(ERROR, "orderflow.order_events has %d columns, expected 12", desc->natts);
@@ -181,8 +213,11 @@ HistoryAppend(const HistoryEvent *ev, const uint8 *hash)
 	ExecStoreHeapTuple(tuple, slot, false);
 #if PG_VERSION_NUM >= 160000
 	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
-#else
+#elif PG_VERSION_NUM >= 140000
 	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+#else
+	estate->es_result_relation_info = rri;
+	ExecInsertIndexTuples(slot, estate, false, NULL, NIL);
 #endif
 	ExecDropSingleTupleTableSlot(slot);
 	ExecCloseIndices(rri);

@@ -31,6 +31,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "orderflow.h"
@@ -120,9 +121,17 @@ static OrderStateSet
 ReadStateSet(const char *query, int column, OrderStateSet *per_from)
 {
 	OrderStateSet set = 0;
+	SPIPlanPtr	plan = SPI_prepare(query, 0, NULL);
 
-	if (SPI_execute(query, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute failed: %s", query);
+	/*
+	 * Read with a fresh snapshot: in a REPEATABLE READ transaction the
+	 * transaction's snapshot may predate the change that invalidated the
+	 * cache, and no second invalidation would come.
+	 */
+	if (plan == NULL ||
+		SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, true, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "SPI query failed: %s", query);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -318,6 +327,24 @@ CheckUnchanged(HeapTuple oldtuple, HeapTuple newtuple, TupleDesc desc,
 			 errdetail("The order id and its history position are maintained by orderflow.")));
 }
 
+/*
+ * Who, where from, why and in which transaction: the parts of an event that
+ * come from the session.
+ */
+static void
+SetEventContext(HistoryEvent *ev)
+{
+	ev->session_role = GetUserNameFromId(GetSessionUserId(), false);
+	ev->acting_role = GetUserNameFromId(GetUserId(), false);
+	ev->application_name = (application_name && application_name[0]) ? application_name : NULL;
+	ev->reason = NULL;
+	if (pending_reason != NULL && pending_reason_order == ev->order_id)
+		ev->reason = pending_reason;
+	else if (orderflow_reason != NULL && orderflow_reason[0] != '\0')
+		ev->reason = orderflow_reason;
+	ev->xid = U64FromFullTransactionId(GetTopFullTransactionId());
+}
+
 PG_FUNCTION_INFO_V1(order_state_transition_trigger);
 Datum
 order_state_transition_trigger(PG_FUNCTION_ARGS)
@@ -416,19 +443,13 @@ order_state_transition_trigger(PG_FUNCTION_ARGS)
 	ev.from_state = from;
 	ev.to_state = to;
 	ev.at = GetCurrentTimestamp();
-	ev.session_role = GetUserNameFromId(GetSessionUserId(), false);
-	ev.acting_role = GetUserNameFromId(GetUserId(), false);
-	ev.application_name = (application_name && application_name[0]) ? application_name : NULL;
-	if (pending_reason != NULL && pending_reason_order == order_id)
-		ev.reason = pending_reason;
-	else if (orderflow_reason != NULL && orderflow_reason[0] != '\0')
-		ev.reason = orderflow_reason;
-	ev.xid = U64FromFullTransactionId(GetTopFullTransactionId());
+	SetEventContext(&ev);
 
+	/*
+	 * Stamp the new row with the event's position and hash; the AFTER trigger
+	 * writes the event once the row change has really happened.
+	 */
 	HistoryEventHash(&ev, hash);
-	HistoryAppend(&ev, hash);
-
-	/* Stamp the new row. */
 	hash_datum = (bytea *) palloc(VARHDRSZ + HISTORY_HASH_LEN);
 	SET_VARSIZE(hash_datum, VARHDRSZ + HISTORY_HASH_LEN);
 	memcpy(VARDATA(hash_datum), hash, HISTORY_HASH_LEN);
@@ -448,6 +469,99 @@ order_state_transition_trigger(PG_FUNCTION_ARGS)
 
 	newtuple = heap_modify_tuple_by_cols(newtuple, desc, ncols, cols, values, nulls);
 	return PointerGetDatum(newtuple);
+}
+
+/*
+ * AFTER INSERT OR UPDATE trigger on orders: append the audit event of a
+ * state change that really happened (an INSERT that ON CONFLICT skipped, or
+ * a row another BEFORE trigger cancelled, leaves no event).  The event is
+ * rebuilt from the old and new rows and the session, and must hash to what
+ * the BEFORE trigger stamped on the row.
+ */
+PG_FUNCTION_INFO_V1(order_state_history_trigger);
+Datum
+order_state_history_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	oldtuple = NULL;
+	HeapTuple	newtuple;
+	bool		isnull;
+	HistoryEvent ev;
+	uint8		hash[HISTORY_HASH_LEN];
+	bytea	   *stamped;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" was not called by trigger manager",
+						"order_state_history_trigger")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired AFTER ... FOR EACH ROW",
+						"order_state_history_trigger")));
+
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	EnsureColumns(rel);
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		newtuple = trigdata->tg_trigtuple;
+	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		oldtuple = trigdata->tg_trigtuple;
+		newtuple = trigdata->tg_newtuple;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired for INSERT or UPDATE",
+						"order_state_history_trigger")));
+
+	memset(&ev, 0, sizeof(ev));
+	ev.seq = DatumGetInt32(heap_getattr(newtuple, order_columns.history_seq, desc, &isnull));
+	if (oldtuple != NULL)
+	{
+		int32		old_seq = DatumGetInt32(heap_getattr(oldtuple, order_columns.history_seq,
+														 desc, &isnull));
+
+		if (old_seq == ev.seq)
+			return PointerGetDatum(NULL);	/* not a transition */
+		ev.from_state = DatumGetOrderState(heap_getattr(oldtuple, order_columns.state,
+														desc, &isnull));
+		if (!heap_attisnull(oldtuple, order_columns.history_hash, desc))
+		{
+			bytea	   *prev = DatumGetByteaPP(heap_getattr(oldtuple, order_columns.history_hash,
+															desc, &isnull));
+
+			if (VARSIZE_ANY_EXHDR(prev) == HISTORY_HASH_LEN)
+				ev.prev_hash = (const uint8 *) VARDATA_ANY(prev);
+		}
+	}
+	else
+		ev.from_state = -1;
+
+	ev.order_id = DatumGetInt64(heap_getattr(newtuple, order_columns.id, desc, &isnull));
+	ev.to_state = DatumGetOrderState(heap_getattr(newtuple, order_columns.state, desc, &isnull));
+	ev.at = DatumGetTimestampTz(heap_getattr(newtuple, order_columns.state_changed_at,
+											 desc, &isnull));
+	SetEventContext(&ev);
+	HistoryEventHash(&ev, hash);
+
+	stamped = DatumGetByteaPP(heap_getattr(newtuple, order_columns.history_hash, desc, &isnull));
+	if (isnull || VARSIZE_ANY_EXHDR(stamped) != HISTORY_HASH_LEN ||
+		memcmp(VARDATA_ANY(stamped), hash, HISTORY_HASH_LEN) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OF_HISTORY_IMMUTABLE),
+				 errmsg("audit event %d of order %lld does not match the hash stamped on the order",
+						ev.seq, (long long) ev.order_id),
+				 errdetail("The reason, role or application name changed between the BEFORE and AFTER triggers of the same statement.")));
+
+	HistoryAppend(&ev, hash);
+	return PointerGetDatum(NULL);
 }
 
 /*

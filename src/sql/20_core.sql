@@ -291,11 +291,24 @@ SELECT pg_catalog.pg_extension_config_dump('orderflow.order_events', '');
 CREATE FUNCTION orderflow.order_state_transition() RETURNS trigger
 AS 'MODULE_PATHNAME', 'order_state_transition_trigger' LANGUAGE C;
 COMMENT ON FUNCTION orderflow.order_state_transition() IS
-	'row trigger on orders: validates state changes against orderflow.transitions and writes the audit history';
+	'row trigger on orders: validates state changes against orderflow.transitions and stamps the position and hash of their audit event';
 
 CREATE TRIGGER order_state_transition
 	BEFORE INSERT OR UPDATE ON orderflow.orders
 	FOR EACH ROW EXECUTE FUNCTION orderflow.order_state_transition();
+
+CREATE FUNCTION orderflow.order_state_history() RETURNS trigger
+AS 'MODULE_PATHNAME', 'order_state_history_trigger' LANGUAGE C;
+COMMENT ON FUNCTION orderflow.order_state_history() IS
+	'row trigger on orders: writes the audit event of a state change once the change has happened';
+
+CREATE TRIGGER order_state_history_insert
+	AFTER INSERT ON orderflow.orders
+	FOR EACH ROW EXECUTE FUNCTION orderflow.order_state_history();
+CREATE TRIGGER order_state_history_update
+	AFTER UPDATE ON orderflow.orders
+	FOR EACH ROW WHEN (OLD.history_seq OPERATOR(pg_catalog.<>) NEW.history_seq)
+	EXECUTE FUNCTION orderflow.order_state_history();
 
 CREATE FUNCTION orderflow.history_immutable() RETURNS trigger
 AS 'MODULE_PATHNAME', 'order_history_immutable_trigger' LANGUAGE C;
