@@ -61,6 +61,32 @@ BEGIN;
 SELECT reserve('SK-TEA', 'SK-W1', 1) IS NOT NULL AS reserved;
 PREPARE TRANSACTION 'stock-test';
 SELECT available('SK-TEA', 'SK-W1') AS after_refused_prepare;
+-- A transaction whose reservations all came back empty has nothing to
+-- settle and may be prepared; the session goes on normally afterwards.
+BEGIN;
+SELECT reserve('SK-TEA', 'SK-W1', 100000) AS nothing, reserve('SK-TEA', 'SK-W1', 100000) AS nothing_again;
+PREPARE TRANSACTION 'stock-empty';
+CREATE TEMP TABLE after_prepare (a int);
+COMMIT PREPARED 'stock-empty';
+SELECT available('SK-TEA', 'SK-W1') AS unchanged;
+
+-- A counter whose first load fails (here a lock timeout, caught by a
+-- savepoint) is not left half-loaded: the next call loads it.
+SELECT add_sku('SK-LATE', 'Late SKU', 1.00) > 0 AS sku;
+BEGIN;
+LOCK TABLE stock_movements IN ACCESS EXCLUSIVE MODE;
+PREPARE TRANSACTION 'stock-locker';
+BEGIN;
+SET LOCAL lock_timeout = '50ms';
+SAVEPOINT before_load;
+\set VERBOSITY terse
+SELECT available('SK-LATE', 'SK-W1');
+\set VERBOSITY default
+ROLLBACK TO SAVEPOINT before_load;
+COMMIT;
+COMMIT PREPARED 'stock-locker';
+SELECT available('SK-LATE', 'SK-W1') AS loaded;
+SELECT c.state FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.code = 'SK-LATE';
 
 -- Release gives a hold back once; the second call says so.
 SELECT reserve('SK-TEA', 'SK-W1', 2, 'cart-2') AS r2 \gset
