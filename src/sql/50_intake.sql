@@ -1871,10 +1871,34 @@ BEGIN
 			   sha256(convert_to((o.n OPERATOR(pg_catalog.-) ARRAY['status', 'paid_at', 'payment', 'paid_amount'])::text, 'UTF8')),
 			   (o.n->>'tax')::numeric, (o.n->>'computed_total')::numeric, sig.sig
 		  FROM o JOIN sig ON sig.order_id OPERATOR(pg_catalog.=) o.order_id
+	), similar AS (
+		-- Suspected duplicates: same shop, receiver phone and lines signature,
+		-- created within the shop's window, not cancelled; among the orders
+		-- that existed before this statement ...
+		SELECT o.order_id, x.id, x.order_no
+		  FROM o
+		  JOIN sig ON sig.order_id OPERATOR(pg_catalog.=) o.order_id
+		  JOIN orderflow.orders x ON x.shop_id OPERATOR(pg_catalog.=) o.shop_id
+								  AND x.receiver_phone OPERATOR(pg_catalog.=) o.receiver_phone
+		 WHERE x.state OPERATOR(orderflow.<>) 'cancelled'
+		   AND x.created_at BETWEEN o.created_at OPERATOR(pg_catalog.-) o.win AND o.created_at OPERATOR(pg_catalog.+) o.win
+		   AND (SELECT xi.lines_signature FROM orderflow.intake_orders xi
+				 WHERE xi.order_id OPERATOR(pg_catalog.=) x.id) OPERATOR(pg_catalog.=) sig.sig
+		UNION ALL
+		-- ... and among the orders of this run that come before it.
+		SELECT o.order_id, p.order_id, p.ono
+		  FROM o
+		  JOIN sig ON sig.order_id OPERATOR(pg_catalog.=) o.order_id
+		  JOIN o p ON p.shop_id OPERATOR(pg_catalog.=) o.shop_id
+				  AND p.receiver_phone OPERATOR(pg_catalog.=) o.receiver_phone
+		  JOIN sig ps ON ps.order_id OPERATOR(pg_catalog.=) p.order_id AND ps.sig OPERATOR(pg_catalog.=) sig.sig
+		 WHERE p.seq OPERATOR(pg_catalog.<) o.seq
+		   AND p.created_at BETWEEN o.created_at OPERATOR(pg_catalog.-) o.win AND o.created_at OPERATOR(pg_catalog.+) o.win
 	), screen AS (
 		-- orderflow.intake_screen, for the whole run: an order is compared
 		-- with the orders that existed before the run and with those of the
 		-- run that come before it, as the per-payload path would see them.
+		-- Exceptions are numbered in that order too (order, then kind).
 		SELECT o.seq, 1 AS step, 'missing_contact' AS kind, o.order_id, o.shop_id,
 			   jsonb_build_object('missing', to_jsonb(array_remove(ARRAY[
 				   CASE WHEN o.receiver_name IS NULL THEN 'receiver name' END,
@@ -1892,30 +1916,11 @@ BEGIN
 		 GROUP BY o.seq, o.order_id, o.shop_id
 		UNION ALL
 		SELECT o.seq, 4, 'suspected_duplicate', o.order_id, o.shop_id,
-			   jsonb_build_object('similar_orders', d.similar, 'window', o.win::text, 'receiver_phone', o.receiver_phone)
-		  FROM o JOIN sig ON sig.order_id OPERATOR(pg_catalog.=) o.order_id,
-			   LATERAL (
-				SELECT jsonb_agg(jsonb_build_object('order_id', y.id, 'order_no', y.order_no) ORDER BY y.id) AS similar
-				  FROM (SELECT x.id, x.order_no
-						  FROM orderflow.orders x
-						 WHERE x.shop_id OPERATOR(pg_catalog.=) o.shop_id
-						   AND x.receiver_phone OPERATOR(pg_catalog.=) o.receiver_phone
-						   AND x.state OPERATOR(orderflow.<>) 'cancelled'
-						   AND x.created_at BETWEEN o.created_at OPERATOR(pg_catalog.-) o.win
-											   AND o.created_at OPERATOR(pg_catalog.+) o.win
-						   AND (SELECT xi.lines_signature FROM orderflow.intake_orders xi
-								 WHERE xi.order_id OPERATOR(pg_catalog.=) x.id) OPERATOR(pg_catalog.=) sig.sig
-						UNION ALL
-						SELECT p.order_id, p.ono
-						  FROM o p JOIN sig ps ON ps.order_id OPERATOR(pg_catalog.=) p.order_id
-						 WHERE p.shop_id OPERATOR(pg_catalog.=) o.shop_id
-						   AND p.receiver_phone OPERATOR(pg_catalog.=) o.receiver_phone
-						   AND p.seq OPERATOR(pg_catalog.<) o.seq
-						   AND p.created_at BETWEEN o.created_at OPERATOR(pg_catalog.-) o.win
-											   AND o.created_at OPERATOR(pg_catalog.+) o.win
-						   AND ps.sig OPERATOR(pg_catalog.=) sig.sig) y
-			   ) d
-		 WHERE o.receiver_phone IS NOT NULL AND d.similar IS NOT NULL
+			   jsonb_build_object('similar_orders', jsonb_agg(jsonb_build_object('order_id', y.id, 'order_no', y.order_no)
+												  ORDER BY y.id),
+								  'window', o.win::text, 'receiver_phone', o.receiver_phone)
+		  FROM o JOIN similar y ON y.order_id OPERATOR(pg_catalog.=) o.order_id
+		 GROUP BY o.seq, o.order_id, o.shop_id, o.win, o.receiver_phone
 	), ins_exceptions AS (
 		INSERT INTO orderflow.exceptions (kind, order_id, shop_id, detail)
 		SELECT e.kind, e.order_id, e.shop_id, e.detail FROM screen e ORDER BY e.seq, e.step
