@@ -139,6 +139,9 @@ CREATE FUNCTION pg_temp.shop_rows(shop bigint) RETURNS SETOF text LANGUAGE sql A
 	SELECT format('inbox %s %s %s', i.order_no, i.status, i.result)
 	  FROM orderflow.inbox i WHERE i.shop_id = shop
 $$;
+-- bt-set took the set-based path: its orders were written by one
+-- statement (the per-payload path gives each its own subtransaction).
+SELECT count(DISTINCT xmin::text) AS xids, count(*) AS orders FROM orders WHERE shop_id = :s1;
 SELECT count(*) AS rows_per_shop FROM pg_temp.shop_rows(:s1);
 (SELECT * FROM pg_temp.shop_rows(:s1) EXCEPT ALL SELECT * FROM pg_temp.shop_rows(:s2))
 UNION ALL

@@ -1871,7 +1871,7 @@ BEGIN
 			   sha256(convert_to((o.n OPERATOR(pg_catalog.-) ARRAY['status', 'paid_at', 'payment', 'paid_amount'])::text, 'UTF8')),
 			   (o.n->>'tax')::numeric, (o.n->>'computed_total')::numeric, sig.sig
 		  FROM o JOIN sig ON sig.order_id OPERATOR(pg_catalog.=) o.order_id
-	), similar AS (
+	), twins AS (
 		-- Suspected duplicates: same shop, receiver phone and lines signature,
 		-- created within the shop's window, not cancelled; among the orders
 		-- that existed before this statement ...
@@ -1919,7 +1919,7 @@ BEGIN
 			   jsonb_build_object('similar_orders', jsonb_agg(jsonb_build_object('order_id', y.id, 'order_no', y.order_no)
 												  ORDER BY y.id),
 								  'window', o.win::text, 'receiver_phone', o.receiver_phone)
-		  FROM o JOIN similar y ON y.order_id OPERATOR(pg_catalog.=) o.order_id
+		  FROM o JOIN twins y ON y.order_id OPERATOR(pg_catalog.=) o.order_id
 		 GROUP BY o.seq, o.order_id, o.shop_id, o.win, o.receiver_phone
 	), ins_exceptions AS (
 		INSERT INTO orderflow.exceptions (kind, order_id, shop_id, detail)
@@ -2214,6 +2214,9 @@ BEGIN
 			EXCEPTION WHEN OTHERS THEN
 				-- e.g. an order inserted meanwhile by someone else: each
 				-- payload of the run goes the per-payload way instead.
+				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, code = RETURNED_SQLSTATE;
+				RAISE LOG 'orderflow.sync: applying % payloads one by one after error % in the set-based run: %',
+					cardinality(g.ids), code, msg;
 				applied := '{}';
 			END;
 			new := new + cardinality(applied);
