@@ -1775,31 +1775,75 @@ BEGIN
 		RETURN '{}';
 	END IF;
 
+	-- Every join below is with a table (by key) or a function of the row;
+	-- never one run-sized set with another, whose sizes the planner can
+	-- only guess (a nested loop over two of them is quadratic).
 	WITH src AS MATERIALIZED (
-		SELECT u.seq, u.n, i.id AS inbox_id, i.shop_id, u.n->>'order_no' AS ono, u.n->>'status' AS st,
-			   s.platform, s.currency AS shop_currency, s.payment_timeout,
-			   coalesce((s.settings->>'duplicate_window')::interval, '24 hours') AS win
-		  FROM unnest(lids, ldocs) WITH ORDINALITY AS u(id, n, seq)
-		  JOIN orderflow.inbox i ON i.id OPERATOR(pg_catalog.=) u.id
-		  JOIN orderflow.shops s ON s.id OPERATOR(pg_catalog.=) i.shop_id
-		 WHERE NOT EXISTS (SELECT FROM orderflow.orders o
-							WHERE o.shop_id OPERATOR(pg_catalog.=) i.shop_id
-							  AND o.order_no OPERATOR(pg_catalog.=) (u.n->>'order_no'))
-		   AND NOT EXISTS (SELECT FROM orderflow.inbox x
-							WHERE x.shop_id OPERATOR(pg_catalog.=) i.shop_id
-							  AND x.order_no OPERATOR(pg_catalog.=) (u.n->>'order_no')
-							  AND x.status OPERATOR(pg_catalog.=) 'pending'
-							  AND x.id OPERATOR(pg_catalog.<>) i.id)
+		-- The run's new orders, their ids drawn in sync order, their lines
+		-- with SKUs resolved (orderflow.resolve_sku, inline).
+		SELECT r.*, nextval('orderflow.orders_id_seq') AS order_id,
+			   (r.n->>'created_at')::timestamptz AS created_at,
+			   r.n #>> '{receiver,name}' AS receiver_name, r.n #>> '{receiver,phone}' AS receiver_phone,
+			   r.n #>> '{receiver,address}' AS receiver_address
+		  FROM (SELECT u.seq, u.n, i.id AS inbox_id, i.shop_id, u.n->>'order_no' AS ono, u.n->>'status' AS st,
+					   s.platform, s.currency AS shop_currency, s.payment_timeout,
+					   coalesce((s.settings->>'duplicate_window')::interval, '24 hours') AS win,
+					   rl.lines
+				  FROM unnest(lids, ldocs) WITH ORDINALITY AS u(id, n, seq)
+				  JOIN orderflow.inbox i ON i.id OPERATOR(pg_catalog.=) u.id
+				  JOIN orderflow.shops s ON s.id OPERATOR(pg_catalog.=) i.shop_id
+				  CROSS JOIN LATERAL (
+					SELECT jsonb_agg(jsonb_build_object(
+							'line_no', x.line_no, 'sku', x.sku, 'platform_sku', x.platform_sku, 'name', x.name,
+							'qty', x.qty, 'unit_price', x.unit_price, 'discount', x.discount,
+							'our_sku', coalesce(
+								(SELECT m.sku FROM orderflow.sku_map m
+								  WHERE m.platform OPERATOR(pg_catalog.=) s.platform
+									AND (m.shop_id OPERATOR(pg_catalog.=) i.shop_id OR m.shop_id IS NULL)
+									AND m.platform_sku OPERATOR(pg_catalog.=) x.platform_sku
+								  ORDER BY m.shop_id NULLS LAST LIMIT 1),
+								(SELECT m.sku FROM orderflow.sku_map m
+								  WHERE m.platform OPERATOR(pg_catalog.=) s.platform
+									AND (m.shop_id OPERATOR(pg_catalog.=) i.shop_id OR m.shop_id IS NULL)
+									AND m.platform_sku OPERATOR(pg_catalog.=) x.sku
+								  ORDER BY m.shop_id NULLS LAST LIMIT 1),
+								(SELECT k.code FROM orderflow.skus k WHERE k.code OPERATOR(pg_catalog.=) x.sku)))
+							ORDER BY x.line_no) AS lines
+					  FROM jsonb_to_recordset(u.n->'lines')
+						   AS x(line_no integer, sku text, platform_sku text, name text, qty integer,
+								unit_price numeric, discount numeric)
+				  ) rl
+				 WHERE i.status OPERATOR(pg_catalog.=) 'pending'
+				   AND NOT EXISTS (SELECT FROM orderflow.orders o
+									WHERE o.shop_id OPERATOR(pg_catalog.=) i.shop_id
+									  AND o.order_no OPERATOR(pg_catalog.=) (u.n->>'order_no'))
+				   AND NOT EXISTS (SELECT FROM orderflow.inbox x
+									WHERE x.shop_id OPERATOR(pg_catalog.=) i.shop_id
+									  AND x.order_no OPERATOR(pg_catalog.=) (u.n->>'order_no')
+									  AND x.status OPERATOR(pg_catalog.=) 'pending'
+									  AND x.id OPERATOR(pg_catalog.<>) i.id)
+				 ORDER BY u.seq) r
+	), o AS MATERIALIZED (
+		-- ... and the fingerprint of their lines, as intake_write_details makes it.
+		SELECT src.*, g.sig
+		  FROM src
+		 CROSS JOIN LATERAL (
+			SELECT md5(string_agg(k.k || '*' || k.q, ',' ORDER BY k.k)) AS sig
+			  FROM (SELECT coalesce('s:' || (x->>'our_sku'), 'p:' || coalesce(x->>'platform_sku', x->>'sku')) AS k,
+						   sum((x->>'qty')::integer) AS q
+					  FROM jsonb_array_elements(src.lines) x
+					 GROUP BY 1) k
+		 ) g
 	), ins AS (
 		-- The audit reason names each order's payload: set_config runs as
 		-- each row is built, just before the trigger fires for it.
 		INSERT INTO orderflow.orders AS x (
-			shop_id, order_no, state, currency, goods_amount, discount_amount, shipping_fee,
+			id, shop_id, order_no, state, currency, goods_amount, discount_amount, shipping_fee,
 			total_amount, paid_amount, allow_split, buyer_id, buyer_name, buyer_phone,
 			receiver_name, receiver_phone, receiver_country, receiver_province, receiver_city,
 			receiver_district, receiver_address, receiver_postcode, buyer_note, seller_note,
 			payment_method, created_at, paid_at, payment_deadline)
-		SELECT r.shop_id,
+		SELECT r.order_id, r.shop_id,
 			   CASE WHEN set_config('orderflow.reason', format('intake: %s payload %s', r.platform, r.inbox_id), true)
 						 IS NOT NULL THEN r.ono END,
 			   CASE WHEN r.st OPERATOR(pg_catalog.=) 'paid' THEN 'paid' ELSE 'pending_payment' END::orderflow.order_state,
@@ -1807,93 +1851,71 @@ BEGIN
 			   (r.n->>'goods_amount')::numeric, (r.n->>'discount_amount')::numeric,
 			   (r.n->>'shipping_fee')::numeric, (r.n->>'total')::numeric, (r.n->>'paid_amount')::numeric,
 			   (r.n->>'allow_split')::boolean, r.n #>> '{buyer,id}', r.n #>> '{buyer,name}', r.n #>> '{buyer,phone}',
-			   r.n #>> '{receiver,name}', r.n #>> '{receiver,phone}', r.n #>> '{receiver,country}',
+			   r.receiver_name, r.receiver_phone, r.n #>> '{receiver,country}',
 			   r.n #>> '{receiver,province}', r.n #>> '{receiver,city}', r.n #>> '{receiver,district}',
-			   r.n #>> '{receiver,address}', r.n #>> '{receiver,postcode}', r.n->>'note', r.n->>'seller_note',
-			   r.n #>> '{payment,method}', (r.n->>'created_at')::timestamptz,
+			   r.receiver_address, r.n #>> '{receiver,postcode}', r.n->>'note', r.n->>'seller_note',
+			   r.n #>> '{payment,method}', r.created_at,
 			   CASE WHEN r.st OPERATOR(pg_catalog.<>) 'pending_payment' THEN (r.n->>'paid_at')::timestamptz END,
 			   CASE WHEN r.st OPERATOR(pg_catalog.=) 'pending_payment'
-					THEN (r.n->>'created_at')::timestamptz OPERATOR(pg_catalog.+) r.payment_timeout END
+					THEN r.created_at OPERATOR(pg_catalog.+) r.payment_timeout END
 		  FROM src r
 		 ORDER BY r.seq
-		RETURNING x.id, x.shop_id, x.order_no, x.receiver_name, x.receiver_phone, x.receiver_address, x.created_at
-	), o AS MATERIALIZED (
-		SELECT r.*, ins.id AS order_id, ins.receiver_name, ins.receiver_phone, ins.receiver_address, ins.created_at
-		  FROM src r
-		  JOIN ins ON ins.shop_id OPERATOR(pg_catalog.=) r.shop_id AND ins.order_no OPERATOR(pg_catalog.=) r.ono
-	), l AS MATERIALIZED (
-		-- orderflow.resolve_sku, inline.
-		SELECT o.order_id, o.seq, x.line_no, x.sku, x.platform_sku, x.name, x.qty, x.unit_price, x.discount,
-			   coalesce(
-				(SELECT m.sku FROM orderflow.sku_map m
-				  WHERE m.platform OPERATOR(pg_catalog.=) o.platform
-					AND (m.shop_id OPERATOR(pg_catalog.=) o.shop_id OR m.shop_id IS NULL)
-					AND m.platform_sku OPERATOR(pg_catalog.=) x.platform_sku
-				  ORDER BY m.shop_id NULLS LAST LIMIT 1),
-				(SELECT m.sku FROM orderflow.sku_map m
-				  WHERE m.platform OPERATOR(pg_catalog.=) o.platform
-					AND (m.shop_id OPERATOR(pg_catalog.=) o.shop_id OR m.shop_id IS NULL)
-					AND m.platform_sku OPERATOR(pg_catalog.=) x.sku
-				  ORDER BY m.shop_id NULLS LAST LIMIT 1),
-				(SELECT k.code FROM orderflow.skus k WHERE k.code OPERATOR(pg_catalog.=) x.sku)) AS our_sku
-		  FROM o, jsonb_to_recordset(o.n->'lines')
-				  AS x(line_no integer, sku text, platform_sku text, name text, qty integer,
-					   unit_price numeric, discount numeric)
 	), ins_lines AS (
 		INSERT INTO orderflow.order_lines (order_id, line_no, sku, platform_sku, name, qty, unit_price, discount)
-		SELECT l.order_id, l.line_no, l.our_sku, coalesce(l.platform_sku, l.sku), l.name, l.qty, l.unit_price, l.discount
-		  FROM l
+		SELECT src.order_id, x.line_no, x.our_sku, coalesce(x.platform_sku, x.sku), x.name, x.qty, x.unit_price, x.discount
+		  FROM src, jsonb_to_recordset(src.lines)
+					AS x(line_no integer, sku text, platform_sku text, name text, qty integer,
+						 unit_price numeric, discount numeric, our_sku text)
 	), ins_discounts AS (
 		INSERT INTO orderflow.order_discounts (order_id, seq, kind, code, description, threshold,
 											   per_step, percent, amount, allocated)
-		SELECT o.order_id, x.ord::integer, x.d->>'kind', x.d->>'code', x.d->>'description',
+		SELECT src.order_id, x.ord::integer, x.d->>'kind', x.d->>'code', x.d->>'description',
 			   (x.d->>'threshold')::numeric, (x.d->>'per_step')::boolean, (x.d->>'percent')::numeric,
 			   (x.d->>'amount')::numeric, (x.d->>'allocated')::boolean
-		  FROM o, jsonb_array_elements(o.n->'discounts') WITH ORDINALITY AS x(d, ord)
+		  FROM src, jsonb_array_elements(src.n->'discounts') WITH ORDINALITY AS x(d, ord)
 	), ins_payments AS (
 		INSERT INTO orderflow.order_payments (order_id, seq, method, amount, transaction_id, paid_at)
-		SELECT o.order_id, 1, o.n #>> '{payment,method}', (o.n->>'paid_amount')::numeric,
-			   o.n #>> '{payment,transaction_id}',
-			   coalesce((o.n #>> '{payment,paid_at}')::timestamptz, (o.n->>'paid_at')::timestamptz)
-		  FROM o
-		 WHERE o.n ? 'payment' AND (o.n->>'paid_amount')::numeric OPERATOR(pg_catalog.>) 0
-	), sig AS MATERIALIZED (
-		SELECT g.order_id, md5(string_agg(g.k || '*' || g.q, ',' ORDER BY g.k)) AS sig
-		  FROM (SELECT l.order_id, coalesce('s:' || l.our_sku, 'p:' || coalesce(l.platform_sku, l.sku)) AS k,
-					   sum(l.qty) AS q
-				  FROM l GROUP BY 1, 2) g
-		 GROUP BY g.order_id
+		SELECT src.order_id, 1, src.n #>> '{payment,method}', (src.n->>'paid_amount')::numeric,
+			   src.n #>> '{payment,transaction_id}',
+			   coalesce((src.n #>> '{payment,paid_at}')::timestamptz, (src.n->>'paid_at')::timestamptz)
+		  FROM src
+		 WHERE src.n ? 'payment' AND (src.n->>'paid_amount')::numeric OPERATOR(pg_catalog.>) 0
 	), ins_intake AS (
 		INSERT INTO orderflow.intake_orders (order_id, shop_id, platform, inbox_id, platform_ref, doc_hash,
 											 content_hash, tax_amount, computed_total, lines_signature)
 		SELECT o.order_id, o.shop_id, o.platform, o.inbox_id, o.n->>'platform_ref',
 			   sha256(convert_to(o.n::text, 'UTF8')),
 			   sha256(convert_to((o.n OPERATOR(pg_catalog.-) ARRAY['status', 'paid_at', 'payment', 'paid_amount'])::text, 'UTF8')),
-			   (o.n->>'tax')::numeric, (o.n->>'computed_total')::numeric, sig.sig
-		  FROM o JOIN sig ON sig.order_id OPERATOR(pg_catalog.=) o.order_id
+			   (o.n->>'tax')::numeric, (o.n->>'computed_total')::numeric, o.sig
+		  FROM o
 	), twins AS (
-		-- Suspected duplicates: same shop, receiver phone and lines signature,
-		-- created within the shop's window, not cancelled; among the orders
-		-- that existed before this statement ...
-		SELECT o.order_id, x.id, x.order_no
-		  FROM o
-		  JOIN sig ON sig.order_id OPERATOR(pg_catalog.=) o.order_id
-		  JOIN orderflow.orders x ON x.shop_id OPERATOR(pg_catalog.=) o.shop_id
-								  AND x.receiver_phone OPERATOR(pg_catalog.=) o.receiver_phone
-		 WHERE x.state OPERATOR(orderflow.<>) 'cancelled'
-		   AND x.created_at BETWEEN o.created_at OPERATOR(pg_catalog.-) o.win AND o.created_at OPERATOR(pg_catalog.+) o.win
-		   AND (SELECT xi.lines_signature FROM orderflow.intake_orders xi
-				 WHERE xi.order_id OPERATOR(pg_catalog.=) x.id) OPERATOR(pg_catalog.=) sig.sig
-		UNION ALL
-		-- ... and among the orders of this run that come before it.
-		SELECT o.order_id, p.order_id, p.ono
-		  FROM o
-		  JOIN sig ON sig.order_id OPERATOR(pg_catalog.=) o.order_id
-		  JOIN o p ON p.shop_id OPERATOR(pg_catalog.=) o.shop_id
-				  AND p.receiver_phone OPERATOR(pg_catalog.=) o.receiver_phone
-		  JOIN sig ps ON ps.order_id OPERATOR(pg_catalog.=) p.order_id AND ps.sig OPERATOR(pg_catalog.=) sig.sig
-		 WHERE p.seq OPERATOR(pg_catalog.<) o.seq
-		   AND p.created_at BETWEEN o.created_at OPERATOR(pg_catalog.-) o.win AND o.created_at OPERATOR(pg_catalog.+) o.win
+		-- Suspected duplicates: same shop, receiver phone and lines
+		-- signature, created within the shop's window, not cancelled; among
+		-- the orders that existed before this statement (looked up by key)
+		-- and the orders of this run that come before it (a window over
+		-- the run, partitioned by the same three).
+		SELECT o.seq, o.order_id, o.shop_id, o.win, o.receiver_phone, t.id, t.order_no
+		  FROM (SELECT o.*,
+					   array_agg(ARRAY[o.order_id::text, o.ono, o.created_at::text])
+						   OVER (PARTITION BY o.shop_id, o.receiver_phone, o.sig ORDER BY o.seq
+								 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+				  FROM o WHERE o.receiver_phone IS NOT NULL) o
+		 CROSS JOIN LATERAL (
+			SELECT x.id, x.order_no
+			  FROM orderflow.orders x
+			 WHERE x.shop_id OPERATOR(pg_catalog.=) o.shop_id
+			   AND x.receiver_phone OPERATOR(pg_catalog.=) o.receiver_phone
+			   AND x.state OPERATOR(orderflow.<>) 'cancelled'
+			   AND x.created_at BETWEEN o.created_at OPERATOR(pg_catalog.-) o.win
+								   AND o.created_at OPERATOR(pg_catalog.+) o.win
+			   AND (SELECT xi.lines_signature FROM orderflow.intake_orders xi
+					 WHERE xi.order_id OPERATOR(pg_catalog.=) x.id) OPERATOR(pg_catalog.=) o.sig
+			UNION ALL
+			SELECT o.before[k][1]::bigint, o.before[k][2]
+			  FROM generate_subscripts(o.before, 1) k
+			 WHERE o.before[k][3]::timestamptz BETWEEN o.created_at OPERATOR(pg_catalog.-) o.win
+												AND o.created_at OPERATOR(pg_catalog.+) o.win
+		 ) t
 	), screen AS (
 		-- orderflow.intake_screen, for the whole run: an order is compared
 		-- with the orders that existed before the run and with those of the
@@ -1907,30 +1929,33 @@ BEGIN
 		  FROM o
 		 WHERE o.receiver_name IS NULL OR o.receiver_phone IS NULL OR o.receiver_address IS NULL
 		UNION ALL
-		SELECT o.seq, 2, 'unknown_sku', o.order_id, o.shop_id,
-			   jsonb_build_object('lines', jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-				   'line_no', l.line_no, 'sku', l.sku, 'platform_sku', coalesce(l.platform_sku, l.sku)))
-				   ORDER BY l.line_no))
-		  FROM o JOIN l ON l.order_id OPERATOR(pg_catalog.=) o.order_id
-		 WHERE l.our_sku IS NULL
-		 GROUP BY o.seq, o.order_id, o.shop_id
+		SELECT o.seq, 2, 'unknown_sku', o.order_id, o.shop_id, jsonb_build_object('lines', u.lines)
+		  FROM o
+		 CROSS JOIN LATERAL (
+			SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+					   'line_no', x->'line_no', 'sku', x->'sku',
+					   'platform_sku', coalesce(x->>'platform_sku', x->>'sku'))) ORDER BY (x->>'line_no')::integer) AS lines
+			  FROM jsonb_array_elements(o.lines) x
+			 WHERE jsonb_typeof(x->'our_sku') OPERATOR(pg_catalog.=) 'null'
+		 ) u
+		 WHERE u.lines IS NOT NULL
 		UNION ALL
-		SELECT o.seq, 4, 'suspected_duplicate', o.order_id, o.shop_id,
-			   jsonb_build_object('similar_orders', jsonb_agg(jsonb_build_object('order_id', y.id, 'order_no', y.order_no)
-												  ORDER BY y.id),
-								  'window', o.win::text, 'receiver_phone', o.receiver_phone)
-		  FROM o JOIN twins y ON y.order_id OPERATOR(pg_catalog.=) o.order_id
-		 GROUP BY o.seq, o.order_id, o.shop_id, o.win, o.receiver_phone
+		SELECT t.seq, 4, 'suspected_duplicate', t.order_id, t.shop_id,
+			   jsonb_build_object('similar_orders', jsonb_agg(jsonb_build_object('order_id', t.id, 'order_no', t.order_no)
+												  ORDER BY t.id),
+								  'window', t.win::text, 'receiver_phone', t.receiver_phone)
+		  FROM twins t
+		 GROUP BY t.seq, t.order_id, t.shop_id, t.win, t.receiver_phone
 	), ins_exceptions AS (
 		INSERT INTO orderflow.exceptions (kind, order_id, shop_id, detail)
 		SELECT e.kind, e.order_id, e.shop_id, e.detail FROM screen e ORDER BY e.seq, e.step
 	), upd AS (
 		UPDATE orderflow.inbox x
-		   SET status = 'done', result = 'new', order_id = o.order_id, order_no = o.ono,
+		   SET status = 'done', result = 'new', order_id = src.order_id, order_no = src.ono,
 			   processed_at = clock_timestamp(), attempts = x.attempts OPERATOR(pg_catalog.+) 1,
 			   error = NULL, error_code = NULL, error_detail = NULL
-		  FROM o
-		 WHERE x.id OPERATOR(pg_catalog.=) o.inbox_id
+		  FROM src
+		 WHERE x.id OPERATOR(pg_catalog.=) src.inbox_id
 		RETURNING x.id
 	)
 	SELECT array_agg(upd.id) INTO done FROM upd;
