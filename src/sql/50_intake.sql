@@ -1759,19 +1759,20 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	lids bigint[];
-	ldocs jsonb[];
+	locked boolean[];
 	done bigint[];
 BEGIN
 	-- The lock slots of orderflow.intake_apply, taken before the statement
 	-- that checks the orders, so that it sees what another sync committed.
-	SELECT array_agg(u.id ORDER BY u.seq), array_agg(u.n ORDER BY u.seq) INTO lids, ldocs
+	-- (A flag per position: big jsonb arrays are passed on as they came,
+	-- unnesting a jsonb[] built in a variable costs more per element.)
+	SELECT array_agg(CASE WHEN i.status OPERATOR(pg_catalog.=) 'pending'
+						 THEN pg_try_advisory_xact_lock(2037411654,
+								(hashtext(i.shop_id || ':' || (u.n->>'order_no')) OPERATOR(pg_catalog.&) 511))
+						 ELSE false END ORDER BY u.seq) INTO locked
 	  FROM unnest(ids, docs) WITH ORDINALITY AS u(id, n, seq)
-	  JOIN orderflow.inbox i ON i.id OPERATOR(pg_catalog.=) u.id
-	 WHERE i.status OPERATOR(pg_catalog.=) 'pending'
-	   AND pg_try_advisory_xact_lock(2037411654,
-			(hashtext(i.shop_id || ':' || (u.n->>'order_no')) OPERATOR(pg_catalog.&) 511));
-	IF lids IS NULL THEN
+	  LEFT JOIN orderflow.inbox i ON i.id OPERATOR(pg_catalog.=) u.id;
+	IF NOT true = ANY (locked) THEN
 		RETURN '{}';
 	END IF;
 
@@ -1789,7 +1790,7 @@ BEGIN
 					   s.platform, s.currency AS shop_currency, s.payment_timeout,
 					   coalesce((s.settings->>'duplicate_window')::interval, '24 hours') AS win,
 					   rl.lines
-				  FROM unnest(lids, ldocs) WITH ORDINALITY AS u(id, n, seq)
+				  FROM unnest(ids, docs, locked) WITH ORDINALITY AS u(id, n, locked, seq)
 				  JOIN orderflow.inbox i ON i.id OPERATOR(pg_catalog.=) u.id
 				  JOIN orderflow.shops s ON s.id OPERATOR(pg_catalog.=) i.shop_id
 				  CROSS JOIN LATERAL (
@@ -1813,7 +1814,7 @@ BEGIN
 						   AS x(line_no integer, sku text, platform_sku text, name text, qty integer,
 								unit_price numeric, discount numeric)
 				  ) rl
-				 WHERE i.status OPERATOR(pg_catalog.=) 'pending'
+				 WHERE u.locked AND i.status OPERATOR(pg_catalog.=) 'pending'
 				   AND NOT EXISTS (SELECT FROM orderflow.orders o
 									WHERE o.shop_id OPERATOR(pg_catalog.=) i.shop_id
 									  AND o.order_no OPERATOR(pg_catalog.=) (u.n->>'order_no'))
