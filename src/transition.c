@@ -27,6 +27,8 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -70,6 +72,29 @@ static uint64 cache_generation = 1;
 static const char *pending_reason = NULL;
 static int64 pending_reason_order = 0;
 
+/*
+ * Events the BEFORE trigger stamped, waiting for the AFTER trigger that
+ * writes them once the row change has happened.  The AFTER triggers of a
+ * statement run at its end, when the session's reason may have changed
+ * (a statement can set it row by row), so the event is kept as stamped.
+ * Lives in TopTransactionContext; forgotten at the end of the transaction.
+ */
+typedef struct StampedKey
+{
+	int64		order_id;
+	int32		seq;
+} StampedKey;
+
+typedef struct StampedEvent
+{
+	StampedKey	key;
+	HistoryEvent ev;
+	uint8		prev_hash[HISTORY_HASH_LEN];
+	uint8		hash[HISTORY_HASH_LEN];
+} StampedEvent;
+
+static HTAB *stamped_events = NULL;
+
 static void
 GraphInvalidate(Datum arg, Oid relid)
 {
@@ -89,13 +114,67 @@ GraphInvalidate(Datum arg, Oid relid)
 }
 
 static void
+ForgetStampedEvents(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT)
+		stamped_events = NULL;	/* its memory goes with the transaction */
+}
+
+static void
 EnsureCallback(void)
 {
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(GraphInvalidate, (Datum) 0);
+		RegisterXactCallback(ForgetStampedEvents, NULL);
 		callback_registered = true;
 	}
+}
+
+static char *
+CopyString(const char *s)
+{
+	return s ? MemoryContextStrdup(TopTransactionContext, s) : NULL;
+}
+
+/* Keep an event stamped by the BEFORE trigger for the AFTER trigger. */
+static void
+KeepStampedEvent(const HistoryEvent *ev, const uint8 *hash)
+{
+	StampedKey	key;
+	StampedEvent *se;
+	bool		found;
+
+	EnsureCallback();
+	if (stamped_events == NULL)
+	{
+		HASHCTL		info;
+
+		memset(&info, 0, sizeof(info));
+		info.keysize = sizeof(StampedKey);
+		info.entrysize = sizeof(StampedEvent);
+		info.hcxt = TopTransactionContext;
+		stamped_events = hash_create("orderflow stamped events", 64, &info,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.order_id = ev->order_id;
+	key.seq = ev->seq;
+	se = (StampedEvent *) hash_search(stamped_events, &key, HASH_ENTER, &found);
+	se->ev = *ev;
+	se->ev.session_role = CopyString(ev->session_role);
+	se->ev.acting_role = CopyString(ev->acting_role);
+	se->ev.application_name = CopyString(ev->application_name);
+	se->ev.reason = CopyString(ev->reason);
+	se->ev.prev_hash = NULL;
+	if (ev->prev_hash)
+	{
+		memcpy(se->prev_hash, ev->prev_hash, HISTORY_HASH_LEN);
+		se->ev.prev_hash = se->prev_hash;
+	}
+	memcpy(se->hash, hash, HISTORY_HASH_LEN);
 }
 
 /*
@@ -450,6 +529,7 @@ order_state_transition_trigger(PG_FUNCTION_ARGS)
 	 * writes the event once the row change has really happened.
 	 */
 	HistoryEventHash(&ev, hash);
+	KeepStampedEvent(&ev, hash);
 	hash_datum = (bytea *) palloc(VARHDRSZ + HISTORY_HASH_LEN);
 	SET_VARSIZE(hash_datum, VARHDRSZ + HISTORY_HASH_LEN);
 	memcpy(VARDATA(hash_datum), hash, HISTORY_HASH_LEN);
@@ -545,6 +625,31 @@ order_state_history_trigger(PG_FUNCTION_ARGS)
 		ev.from_state = -1;
 
 	ev.order_id = DatumGetInt64(heap_getattr(newtuple, order_columns.id, desc, &isnull));
+
+	/* The event as the BEFORE trigger stamped it, if this backend did. */
+	if (stamped_events != NULL)
+	{
+		StampedKey	key;
+		StampedEvent *se;
+
+		memset(&key, 0, sizeof(key));
+		key.order_id = ev.order_id;
+		key.seq = ev.seq;
+		se = (StampedEvent *) hash_search(stamped_events, &key, HASH_FIND, NULL);
+		if (se != NULL)
+		{
+			stamped = DatumGetByteaPP(heap_getattr(newtuple, order_columns.history_hash,
+												   desc, &isnull));
+			if (!isnull && VARSIZE_ANY_EXHDR(stamped) == HISTORY_HASH_LEN &&
+				memcmp(VARDATA_ANY(stamped), se->hash, HISTORY_HASH_LEN) == 0)
+			{
+				HistoryAppend(&se->ev, se->hash);
+				hash_search(stamped_events, &key, HASH_REMOVE, NULL);
+				return PointerGetDatum(NULL);
+			}
+		}
+	}
+
 	ev.to_state = DatumGetOrderState(heap_getattr(newtuple, order_columns.state, desc, &isnull));
 	ev.at = DatumGetTimestampTz(heap_getattr(newtuple, order_columns.state_changed_at,
 											 desc, &isnull));
