@@ -153,7 +153,7 @@ SELECT count(*) AS events_naming_their_payload
 
 -- 3. Suspected duplicates within one batch: the later order names the
 -- earlier one (paid first, then arrival), never the other way round.
-SELECT o.order_no, e.detail->'similar_orders' AS similar
+SELECT o.order_no, jsonb_path_query_array(e.detail->'similar_orders', '$[*].order_no') AS similar
   FROM exceptions e JOIN orders o ON o.id = e.order_id
  WHERE o.shop_id = :s1 AND e.kind = 'suspected_duplicate'
  ORDER BY e.id;
