@@ -1262,18 +1262,14 @@ orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
 	Datum		args[2];
 	bool		isnull;
+	HeapTuple	oldtuple;
+	HeapTuple	newtuple;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
+	CheckTriggerCall(fcinfo, "orderflow_order_release_trigger", false, 1, &oldtuple, &newtuple);
+	if (oldtuple == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" was not called by trigger manager",
-						"orderflow_order_release_trigger")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired AFTER UPDATE ... FOR EACH ROW",
+				 errmsg("function \"%s\" must be fired for UPDATE",
 						"orderflow_order_release_trigger")));
 
 	for (int i = 0; i < 2; i++)
@@ -1286,7 +1282,7 @@ orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 					 errmsg("table \"%s\" has no column \"%s\"",
 							RelationGetRelationName(trigdata->tg_relation), col)));
-		args[i] = heap_getattr(trigdata->tg_newtuple, attnum,
+		args[i] = heap_getattr(newtuple, attnum,
 							   RelationGetDescr(trigdata->tg_relation), &isnull);
 	}
 

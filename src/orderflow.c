@@ -8,6 +8,7 @@
  */
 #include "postgres.h"
 
+#include "commands/trigger.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -131,4 +132,49 @@ MaterializeResult(FunctionCallInfo fcinfo, TupleDesc *tupdesc)
 	rsinfo->setDesc = desc;
 	*tupdesc = desc;
 	return tupstore;
+}
+
+/*
+ * Check that a trigger function runs as the trigger it was written for:
+ * called by the trigger manager, BEFORE or AFTER, and FOR EACH ROW (row >
+ * 0), FOR EACH STATEMENT (row == 0) or either (row < 0).  When oldtuple is
+ * given, the event must be an INSERT or UPDATE and the rows are returned:
+ * *oldtuple is NULL for an INSERT.
+ */
+void
+CheckTriggerCall(FunctionCallInfo fcinfo, const char *name, bool before,
+				 int row, HeapTuple *oldtuple, HeapTuple *newtuple)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerEvent ev;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" was not called by trigger manager", name)));
+	ev = trigdata->tg_event;
+	if ((before ? !TRIGGER_FIRED_BEFORE(ev) : !TRIGGER_FIRED_AFTER(ev)) ||
+		(row > 0 && !TRIGGER_FIRED_FOR_ROW(ev)) ||
+		(row == 0 && !TRIGGER_FIRED_FOR_STATEMENT(ev)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired %s ... %s", name,
+						before ? "BEFORE" : "AFTER",
+						row > 0 ? "FOR EACH ROW" : row == 0 ? "FOR EACH STATEMENT" : "")));
+	if (oldtuple == NULL)
+		return;
+	if (TRIGGER_FIRED_BY_INSERT(ev))
+	{
+		*oldtuple = NULL;
+		*newtuple = trigdata->tg_trigtuple;
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(ev))
+	{
+		*oldtuple = trigdata->tg_trigtuple;
+		*newtuple = trigdata->tg_newtuple;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired for INSERT or UPDATE", name)));
 }

@@ -11,6 +11,7 @@
 
 #include "postgres.h"
 #include "fmgr.h"
+#include "access/htup.h"
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 
@@ -94,6 +95,8 @@ struct Tuplestorestate;
 extern bool orderflow_shmem_ready;
 extern char *orderflow_reason;
 extern void RequireSharedMemory(const char *funcname);
+extern void CheckTriggerCall(FunctionCallInfo fcinfo, const char *name, bool before,
+							 int row, HeapTuple *oldtuple, HeapTuple *newtuple);
 extern struct Tuplestorestate *MaterializeResult(FunctionCallInfo fcinfo,
 												 TupleDesc *tupdesc);
 

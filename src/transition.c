@@ -446,34 +446,10 @@ order_state_transition_trigger(PG_FUNCTION_ARGS)
 	int			ncols = 0;
 	bool		paid_at_null;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" was not called by trigger manager",
-						"order_state_transition_trigger")));
-	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired BEFORE ... FOR EACH ROW",
-						"order_state_transition_trigger")));
-
+	CheckTriggerCall(fcinfo, "order_state_transition_trigger", true, 1, &oldtuple, &newtuple);
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
 	EnsureColumns(rel);
-
-	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		newtuple = trigdata->tg_trigtuple;
-	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-	{
-		oldtuple = trigdata->tg_trigtuple;
-		newtuple = trigdata->tg_newtuple;
-	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired for INSERT or UPDATE",
-						"order_state_transition_trigger")));
 
 	/* A NULL state is left to the NOT NULL constraint. */
 	to = DatumGetOrderState(heap_getattr(newtuple, order_columns.state, desc, &isnull));
@@ -563,109 +539,39 @@ Datum
 order_state_history_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	TupleDesc	desc;
-	HeapTuple	oldtuple = NULL;
+	HeapTuple	oldtuple;
 	HeapTuple	newtuple;
+	TupleDesc	desc;
 	bool		isnull;
-	HistoryEvent ev;
-	uint8		hash[HISTORY_HASH_LEN];
+	StampedKey	key;
+	StampedEvent *se = NULL;
 	bytea	   *stamped;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" was not called by trigger manager",
-						"order_state_history_trigger")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired AFTER ... FOR EACH ROW",
-						"order_state_history_trigger")));
+	CheckTriggerCall(fcinfo, "order_state_history_trigger", false, 1, &oldtuple, &newtuple);
+	desc = RelationGetDescr(trigdata->tg_relation);
+	EnsureColumns(trigdata->tg_relation);
 
-	rel = trigdata->tg_relation;
-	desc = RelationGetDescr(rel);
-	EnsureColumns(rel);
+	memset(&key, 0, sizeof(key));
+	key.order_id = DatumGetInt64(heap_getattr(newtuple, order_columns.id, desc, &isnull));
+	key.seq = DatumGetInt32(heap_getattr(newtuple, order_columns.history_seq, desc, &isnull));
+	if (oldtuple != NULL &&
+		DatumGetInt32(heap_getattr(oldtuple, order_columns.history_seq, desc, &isnull)) == key.seq)
+		return PointerGetDatum(NULL);	/* not a transition */
 
-	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		newtuple = trigdata->tg_trigtuple;
-	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-	{
-		oldtuple = trigdata->tg_trigtuple;
-		newtuple = trigdata->tg_newtuple;
-	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired for INSERT or UPDATE",
-						"order_state_history_trigger")));
-
-	memset(&ev, 0, sizeof(ev));
-	ev.seq = DatumGetInt32(heap_getattr(newtuple, order_columns.history_seq, desc, &isnull));
-	if (oldtuple != NULL)
-	{
-		int32		old_seq = DatumGetInt32(heap_getattr(oldtuple, order_columns.history_seq,
-														 desc, &isnull));
-
-		if (old_seq == ev.seq)
-			return PointerGetDatum(NULL);	/* not a transition */
-		ev.from_state = DatumGetOrderState(heap_getattr(oldtuple, order_columns.state,
-														desc, &isnull));
-		if (!heap_attisnull(oldtuple, order_columns.history_hash, desc))
-		{
-			bytea	   *prev = DatumGetByteaPP(heap_getattr(oldtuple, order_columns.history_hash,
-															desc, &isnull));
-
-			if (VARSIZE_ANY_EXHDR(prev) == HISTORY_HASH_LEN)
-				ev.prev_hash = (const uint8 *) VARDATA_ANY(prev);
-		}
-	}
-	else
-		ev.from_state = -1;
-
-	ev.order_id = DatumGetInt64(heap_getattr(newtuple, order_columns.id, desc, &isnull));
-
-	/* The event as the BEFORE trigger stamped it, if this backend did. */
+	/* The BEFORE trigger of the same statement stamped this event. */
 	if (stamped_events != NULL)
-	{
-		StampedKey	key;
-		StampedEvent *se;
-
-		memset(&key, 0, sizeof(key));
-		key.order_id = ev.order_id;
-		key.seq = ev.seq;
 		se = (StampedEvent *) hash_search(stamped_events, &key, HASH_FIND, NULL);
-		if (se != NULL)
-		{
-			stamped = DatumGetByteaPP(heap_getattr(newtuple, order_columns.history_hash,
-												   desc, &isnull));
-			if (!isnull && VARSIZE_ANY_EXHDR(stamped) == HISTORY_HASH_LEN &&
-				memcmp(VARDATA_ANY(stamped), se->hash, HISTORY_HASH_LEN) == 0)
-			{
-				HistoryAppend(&se->ev, se->hash);
-				hash_search(stamped_events, &key, HASH_REMOVE, NULL);
-				return PointerGetDatum(NULL);
-			}
-		}
-	}
-
-	ev.to_state = DatumGetOrderState(heap_getattr(newtuple, order_columns.state, desc, &isnull));
-	ev.at = DatumGetTimestampTz(heap_getattr(newtuple, order_columns.state_changed_at,
-											 desc, &isnull));
-	SetEventContext(&ev);
-	HistoryEventHash(&ev, hash);
-
 	stamped = DatumGetByteaPP(heap_getattr(newtuple, order_columns.history_hash, desc, &isnull));
-	if (isnull || VARSIZE_ANY_EXHDR(stamped) != HISTORY_HASH_LEN ||
-		memcmp(VARDATA_ANY(stamped), hash, HISTORY_HASH_LEN) != 0)
+	if (se == NULL || isnull || VARSIZE_ANY_EXHDR(stamped) != HISTORY_HASH_LEN ||
+		memcmp(VARDATA_ANY(stamped), se->hash, HISTORY_HASH_LEN) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OF_HISTORY_IMMUTABLE),
-				 errmsg("audit event %d of order %lld does not match the hash stamped on the order",
-						ev.seq, (long long) ev.order_id),
-				 errdetail("The reason, role or application name changed between the BEFORE and AFTER triggers of the same statement.")));
+				 errmsg("no audit event was stamped for event %d of order %lld",
+						key.seq, (long long) key.order_id),
+				 errdetail("The order state trigger must run before this one on every change of an order.")));
 
-	HistoryAppend(&ev, hash);
+	HistoryAppend(&se->ev, se->hash);
+	hash_search(stamped_events, &key, HASH_REMOVE, NULL);
 	return PointerGetDatum(NULL);
 }
 
@@ -678,17 +584,7 @@ order_graph_changed_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" was not called by trigger manager",
-						"order_graph_changed_trigger")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired AFTER ... FOR EACH STATEMENT",
-						"order_graph_changed_trigger")));
+	CheckTriggerCall(fcinfo, "order_graph_changed_trigger", false, 0, NULL, NULL);
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);
 }

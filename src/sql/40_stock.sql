@@ -261,10 +261,11 @@ COMMENT ON FUNCTION orderflow.insert_movement(bigint, bigint, text, text, intege
 
 -- Outstanding quantity of each line: ordered, minus cancelled, minus held
 -- or shipped.
+-- No SET clause, so the planner can inline it into its callers; every
+-- name and operator in it is qualified.
 CREATE FUNCTION orderflow.line_needs(p_order_id bigint)
 RETURNS TABLE (line_no integer, sku text, requested integer, held integer, need integer)
 LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT l.line_no, l.sku, l.qty OPERATOR(pg_catalog.-) l.cancelled_qty,
 		   coalesce(h.qty, 0)::integer,
@@ -274,7 +275,7 @@ AS $$
 		SELECT pg_catalog.sum(r.qty) AS qty FROM orderflow.reservations r
 		 WHERE r.order_id OPERATOR(pg_catalog.=) l.order_id
 		   AND r.line_no OPERATOR(pg_catalog.=) l.line_no
-		   AND r.status IN ('held', 'shipped')) h ON true
+		   AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['held', 'shipped'])) h ON true
 	 WHERE l.order_id OPERATOR(pg_catalog.=) p_order_id
 	 ORDER BY l.line_no
 $$;
@@ -290,28 +291,6 @@ RETURNS integer
 AS 'MODULE_PATHNAME', 'orderflow_hold_planned' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION orderflow.hold_planned(text, text, integer, bigint, integer) IS
 	'holds qty for an order line, planned on bins and lots first-expiry-first-out; returns qty, or 0 when the stock is not there';
-
--- Hold qty of a SKU in a warehouse for an order line: from the pool
--- (planned on lots first-expiry-first-out), or from stock received in this
--- transaction into a given bin and lot.  Returns the quantity held.
-CREATE FUNCTION orderflow.hold_for_line(p_order_id bigint, p_line_no integer, p_sku text,
-										p_warehouse text, p_qty integer, p_incoming boolean DEFAULT false,
-										p_bin_id bigint DEFAULT NULL, p_lot_id bigint DEFAULT NULL)
-RETURNS integer
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF p_incoming THEN
-		PERFORM orderflow.hold(p_sku, p_warehouse, p_qty, NULL, NULL, p_order_id, p_line_no,
-							   p_bin_id, p_lot_id, true);
-		RETURN p_qty;
-	END IF;
-	RETURN orderflow.hold_planned(p_sku, p_warehouse, p_qty, p_order_id, p_line_no);
-END
-$$;
-COMMENT ON FUNCTION orderflow.hold_for_line(bigint, integer, text, text, integer, boolean, bigint, bigint) IS
-	'holds stock for an order line, planned on lots first-expiry-first-out; returns the quantity held';
 
 -- On hand per bin and lot of a SKU in a warehouse, minus what holds have
 -- planned there.
@@ -476,16 +455,7 @@ BEGIN
 		   pg_catalog.array_agg(x.held ORDER BY x.line_no),
 		   pg_catalog.array_agg(NULL::text ORDER BY x.line_no)
 	  INTO v_line, v_sku, v_req, v_need, v_got, v_wh
-	  FROM (SELECT l.line_no, l.sku, l.qty OPERATOR(pg_catalog.-) l.cancelled_qty AS requested,
-				   coalesce(h.qty, 0)::integer AS held,
-				   (l.qty OPERATOR(pg_catalog.-) l.cancelled_qty OPERATOR(pg_catalog.-) coalesce(h.qty, 0))::integer AS need
-			  FROM orderflow.order_lines l
-			  LEFT JOIN LATERAL (
-				SELECT pg_catalog.sum(r.qty) AS qty FROM orderflow.reservations r
-				 WHERE r.order_id OPERATOR(pg_catalog.=) l.order_id
-				   AND r.line_no OPERATOR(pg_catalog.=) l.line_no
-				   AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['held', 'shipped'])) h ON true
-			 WHERE l.order_id OPERATOR(pg_catalog.=) o.id) x;
+	  FROM orderflow.line_needs(o.id) x;
 	n := pg_catalog.cardinality(v_line);
 	SELECT pg_catalog.max(r.id) INTO v_before FROM orderflow.reservations r;
 
@@ -671,8 +641,8 @@ BEGIN
 				  ORDER BY x.line_no LOOP
 			v_take := LEAST(v_left, n.need);
 			EXIT WHEN v_take OPERATOR(pg_catalog.=) 0;
-			PERFORM orderflow.hold_for_line(o.id, n.line_no, receive_stock.sku, receive_stock.warehouse,
-											v_take, true, v_bin, v_lot);
+			PERFORM orderflow.hold(receive_stock.sku, receive_stock.warehouse, v_take, NULL, NULL,
+								   o.id, n.line_no, v_bin, v_lot, true);
 			v_left := v_left OPERATOR(pg_catalog.-) v_take;
 		END LOOP;
 		IF o.state OPERATOR(orderflow.=) 'backordered'

@@ -1481,16 +1481,16 @@ SELECT u.ord,
 				 AND (NOT u.doc ? 'buyer' OR jsonb_typeof(u.doc->'buyer') IN ('object', 'null'))
 				 AND (NOT u.doc ? 'payment' OR jsonb_typeof(u.doc->'payment') IN ('object', 'null'))
 				 AND (NOT u.doc ? 'allow_split' OR jsonb_typeof(u.doc->'allow_split') IN ('boolean', 'null'))
-				 AND tc.ts IS NOT NULL AND tc.ts <> 'infinity'
-				 AND tp.ts IS DISTINCT FROM 'infinity' AND tq.ts IS DISTINCT FROM 'infinity'
+				 AND tt.created IS NOT NULL AND tt.created <> 'infinity'
+				 AND tt.paid IS DISTINCT FROM 'infinity' AND tt.payment_paid IS DISTINCT FROM 'infinity'
 				 AND dc.order_disc <= l.goods - l.line_disc
 				 AND m.ship >= 0 AND m.tax >= 0 AND coalesce(m.stated, 0) >= 0 AND coalesce(m.pay_amt, 0) >= 0
 		THEN jsonb_strip_nulls(jsonb_build_object(
 			'order_no', h.order_no,
 			'platform_ref', left(h.platform_ref, 200),
 			'status', h.status,
-			'created_at', to_char(timezone('UTC', tc.ts), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-			'paid_at', to_char(timezone('UTC', tp.ts), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+			'created_at', to_char(timezone('UTC', tt.created), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+			'paid_at', to_char(timezone('UTC', tt.paid), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
 			'buyer', jsonb_strip_nulls(jsonb_build_object(
 				'id', left(h.buyer_id, 200), 'name', left(h.buyer_name, 200), 'phone', left(h.buyer_phone, 64))),
 			'receiver', jsonb_strip_nulls(jsonb_build_object(
@@ -1523,7 +1523,7 @@ SELECT u.ord,
 				'method', left(h.pay_method, 64),
 				'amount', m.pay_amt,
 				'transaction_id', left(h.pay_txn, 200),
-				'paid_at', to_char(timezone('UTC', tq.ts), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))) END,
+				'paid_at', to_char(timezone('UTC', tt.payment_paid), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))) END,
 			'allow_split', CASE WHEN jsonb_typeof(u.doc->'allow_split') = 'boolean' THEN u.doc->'allow_split' END))
 	   END
   FROM unnest(docs) WITH ORDINALITY AS u(doc, ord)
@@ -1579,61 +1579,32 @@ SELECT u.ord,
 		   t.f[19] AS pay_txn
   ) h
   -- Times (orderflow.intake_time): NULL when missing or empty; 'infinity'
-  -- for a form not vouched for here.
+  -- for a form not vouched for here.  One expression for the three times.
   CROSS JOIN LATERAL (
-	SELECT CASE WHEN x.v IS NULL OR jsonb_typeof(x.v) = 'null'
-					 OR (jsonb_typeof(x.v) = 'string' AND x.t = '') THEN NULL
-				WHEN jsonb_typeof(x.v) = 'string'
-					 AND x.t ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?$'
-					 AND substr(x.t, 1, 4) <> '0000'
-					 AND substr(x.t, 9, 2)::integer <=
-						 CASE WHEN substr(x.t, 6, 2) IN ('04', '06', '09', '11') THEN 30
-							  WHEN substr(x.t, 6, 2) <> '02' THEN 31
-							  WHEN substr(x.t, 1, 4)::integer % 4 = 0
-								   AND (substr(x.t, 1, 4)::integer % 100 <> 0
-										OR substr(x.t, 1, 4)::integer % 400 = 0) THEN 29
-							  ELSE 28 END
-				THEN CASE WHEN x.t ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN x.t::timestamptz
-						  ELSE timezone('UTC', x.t::timestamp) END
-				ELSE 'infinity' END AS ts
-	  FROM (SELECT v, btrim(v #>> '{}') AS t FROM (SELECT u.doc->'created_at' AS v) y OFFSET 0) x
-  ) tc
-  CROSS JOIN LATERAL (
-	SELECT CASE WHEN x.v IS NULL OR jsonb_typeof(x.v) = 'null'
-					 OR (jsonb_typeof(x.v) = 'string' AND x.t = '') THEN NULL
-				WHEN jsonb_typeof(x.v) = 'string'
-					 AND x.t ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?$'
-					 AND substr(x.t, 1, 4) <> '0000'
-					 AND substr(x.t, 9, 2)::integer <=
-						 CASE WHEN substr(x.t, 6, 2) IN ('04', '06', '09', '11') THEN 30
-							  WHEN substr(x.t, 6, 2) <> '02' THEN 31
-							  WHEN substr(x.t, 1, 4)::integer % 4 = 0
-								   AND (substr(x.t, 1, 4)::integer % 100 <> 0
-										OR substr(x.t, 1, 4)::integer % 400 = 0) THEN 29
-							  ELSE 28 END
-				THEN CASE WHEN x.t ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN x.t::timestamptz
-						  ELSE timezone('UTC', x.t::timestamp) END
-				ELSE 'infinity' END AS ts
-	  FROM (SELECT v, btrim(v #>> '{}') AS t FROM (SELECT u.doc->'paid_at' AS v) y OFFSET 0) x
-  ) tp
-  CROSS JOIN LATERAL (
-	SELECT CASE WHEN x.v IS NULL OR jsonb_typeof(x.v) = 'null'
-					 OR (jsonb_typeof(x.v) = 'string' AND x.t = '') THEN NULL
-				WHEN jsonb_typeof(x.v) = 'string'
-					 AND x.t ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?$'
-					 AND substr(x.t, 1, 4) <> '0000'
-					 AND substr(x.t, 9, 2)::integer <=
-						 CASE WHEN substr(x.t, 6, 2) IN ('04', '06', '09', '11') THEN 30
-							  WHEN substr(x.t, 6, 2) <> '02' THEN 31
-							  WHEN substr(x.t, 1, 4)::integer % 4 = 0
-								   AND (substr(x.t, 1, 4)::integer % 100 <> 0
-										OR substr(x.t, 1, 4)::integer % 400 = 0) THEN 29
-							  ELSE 28 END
-				THEN CASE WHEN x.t ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN x.t::timestamptz
-						  ELSE timezone('UTC', x.t::timestamp) END
-				ELSE 'infinity' END AS ts
-	  FROM (SELECT v, btrim(v #>> '{}') AS t FROM (SELECT c.p->'paid_at' AS v) y OFFSET 0) x
-  ) tq
+	SELECT max(x.ts) FILTER (WHERE x.k = 1) AS created,
+		   max(x.ts) FILTER (WHERE x.k = 2) AS paid,
+		   max(x.ts) FILTER (WHERE x.k = 3) AS payment_paid
+	  FROM (
+		SELECT x.k, CASE WHEN x.v IS NULL OR jsonb_typeof(x.v) = 'null'
+						 OR (jsonb_typeof(x.v) = 'string' AND x.t = '') THEN NULL
+					WHEN jsonb_typeof(x.v) = 'string'
+						 AND x.t ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?$'
+						 AND substr(x.t, 1, 4) <> '0000'
+						 AND substr(x.t, 9, 2)::integer <=
+							 CASE WHEN substr(x.t, 6, 2) IN ('04', '06', '09', '11') THEN 30
+								  WHEN substr(x.t, 6, 2) <> '02' THEN 31
+								  WHEN substr(x.t, 1, 4)::integer % 4 = 0
+									   AND (substr(x.t, 1, 4)::integer % 100 <> 0
+											OR substr(x.t, 1, 4)::integer % 400 = 0) THEN 29
+								  ELSE 28 END
+					THEN CASE WHEN x.t ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN x.t::timestamptz
+							  ELSE timezone('UTC', x.t::timestamp) END
+					ELSE 'infinity' END AS ts
+		  FROM (SELECT k, v, btrim(v #>> '{}') AS t
+				  FROM (VALUES (1, u.doc->'created_at'), (2, u.doc->'paid_at'), (3, c.p->'paid_at')) AS y(k, v)
+				OFFSET 0) x
+	  ) x
+  ) tt
   -- Lines: goods and line discounts, each line checked as intake_normalize does.
   CROSS JOIN LATERAL (
 	SELECT count(*) > 0 AND bool_and(ln.ok) AS ok,

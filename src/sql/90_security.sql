@@ -106,7 +106,6 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.release(bigint),
 	orderflow.available(text, text),
 	orderflow.hold(text, text, integer, text, timestamptz, bigint, integer, bigint, bigint, boolean),
-	orderflow.hold_for_line(bigint, integer, text, text, integer, boolean, bigint, bigint),
 	orderflow.hold_planned(text, text, integer, bigint, integer),
 	orderflow.release_holds(bigint, integer),
 	orderflow.claim_holds(bigint, integer, text, text, integer),
