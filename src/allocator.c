@@ -95,6 +95,7 @@ typedef struct StockCounter
 	bool		missed;			/* an increment came while not READY */
 	pg_atomic_uint64 available; /* int64 stored unsigned */
 	pg_atomic_uint64 inflight;	/* decrements of open transactions */
+	pg_atomic_uint64 ledger_version;	/* moves when movements are written */
 } StockCounter;
 
 typedef struct AllocatorShared
@@ -122,25 +123,49 @@ typedef struct CodeKey
 	char		warehouse[CODE_MAX + 1];
 } CodeKey;
 
-typedef struct CodeEntry
+/*
+ * The stock on hand of a SKU in a warehouse per bin and lot, in picking
+ * order (first expiry first out), as of a ledger version.
+ */
+typedef struct LotList
+{
+	bool		valid;
+	uint64		version;
+	int			n;
+	int64		total;
+	int64	   *bin_id;
+	int64	   *lot_id;
+	int64	   *qty;
+} LotList;
+
+typedef struct CodeEntry CodeEntry;
+
+struct CodeEntry
 {
 	CodeKey		key;
 	int64		sku_id;
 	int64		warehouse_id;
 	StockCounter *counter;
-} CodeEntry;
+	LotList		lots;
+};
 
 static int	max_stock_counters = 65536;
 static AllocatorShared *shared = NULL;
 static HTAB *counters = NULL;
 
 static HTAB *code_cache = NULL;
+static MemoryContext code_cache_cxt = NULL;
 static Oid	cached_incarnation = InvalidOid;
+static Oid	cached_bins_relid = InvalidOid;
+static Oid	cached_lots_relid = InvalidOid;
 static bool code_cache_valid = false;
 static bool callbacks_registered = false;
 
 static List *pending_changes = NIL;
 static StockCounter *loading_counter = NULL;
+
+/* Counters whose ledger this transaction wrote to. */
+static List *moved_counters = NIL;
 
 /* ---------- setup ---------- */
 
@@ -303,6 +328,36 @@ FinishChanges(bool commit)
 	pending_changes = NIL;
 }
 
+/*
+ * Tell every backend that cached the lots of these counters to read them
+ * again: at the write (for this backend's own view) and when the writing
+ * transaction ends, once the new rows are visible or gone.
+ */
+static void
+BumpLedgerVersions(bool forget)
+{
+	ListCell   *lc;
+
+	foreach(lc, moved_counters)
+		pg_atomic_fetch_add_u64(&((StockCounter *) lfirst(lc))->ledger_version, 1);
+	if (forget)
+		moved_counters = NIL;
+}
+
+/* The ledger of a counter was written: cached lots are stale. */
+static void
+LedgerWritten(StockCounter *c)
+{
+	pg_atomic_fetch_add_u64(&c->ledger_version, 1);
+	if (!list_member_ptr(moved_counters, c))
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		moved_counters = lappend(moved_counters, c);
+		MemoryContextSwitchTo(old);
+	}
+}
+
 static bool
 HasCounterChanges(void)
 {
@@ -328,10 +383,12 @@ AllocatorXactCallback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 			FinishChanges(true);
+			BumpLedgerVersions(true);
 			break;
 		case XACT_EVENT_ABORT:
 			ResetLoadingCounter();
 			FinishChanges(false);
+			BumpLedgerVersions(true);
 			/* Ids this transaction may have seen uncommitted are gone. */
 			code_cache_valid = false;
 			break;
@@ -339,6 +396,7 @@ AllocatorXactCallback(XactEvent event, void *arg)
 			/* Only changes without effect are left; their memory is gone. */
 			ResetLoadingCounter();
 			pending_changes = NIL;
+			BumpLedgerVersions(true);
 			break;
 		case XACT_EVENT_PRE_PREPARE:
 			if (HasCounterChanges())
@@ -373,6 +431,7 @@ AllocatorSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	{
 		ResetLoadingCounter();
 		code_cache_valid = false;
+		BumpLedgerVersions(false);
 		foreach(lc, pending_changes)
 		{
 			PendingChange *pc = (PendingChange *) lfirst(lc);
@@ -392,7 +451,8 @@ AllocatorSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 static void
 AllocatorInvalidate(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == cached_incarnation)
+	if (relid == InvalidOid || relid == cached_incarnation ||
+		relid == cached_bins_relid || relid == cached_lots_relid)
 		code_cache_valid = false;
 }
 
@@ -469,6 +529,7 @@ FindCounter(const StockKey *key, bool create)
 		c->missed = false;
 		pg_atomic_init_u64(&c->available, 0);
 		pg_atomic_init_u64(&c->inflight, 0);
+		pg_atomic_init_u64(&c->ledger_version, 0);
 		shared->ncounters++;
 	}
 	LWLockRelease(shared->lock);
@@ -630,14 +691,22 @@ CurrentIncarnation(void)
 	{
 		HASHCTL		info;
 
-		if (code_cache != NULL)
-			hash_destroy(code_cache);
+		if (code_cache_cxt == NULL)
+			code_cache_cxt = AllocSetContextCreate(TopMemoryContext,
+												   "orderflow stock codes",
+												   ALLOCSET_DEFAULT_SIZES);
+		else
+			MemoryContextReset(code_cache_cxt);
+		code_cache = NULL;
 		memset(&info, 0, sizeof(info));
 		info.keysize = sizeof(CodeKey);
 		info.entrysize = sizeof(CodeEntry);
+		info.hcxt = code_cache_cxt;
 		code_cache = hash_create("orderflow stock codes", 256, &info,
-								 HASH_ELEM | HASH_BLOBS);
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		cached_incarnation = OrderflowRelid("reservations", false);
+		cached_bins_relid = OrderflowRelid("bins", false);
+		cached_lots_relid = OrderflowRelid("lots", false);
 		code_cache_valid = true;
 	}
 	return cached_incarnation;
@@ -709,6 +778,7 @@ LookupCodes(const char *sku, const char *warehouse)
 	e->sku_id = sku_id;
 	e->warehouse_id = warehouse_id;
 	e->counter = NULL;
+	memset(&e->lots, 0, sizeof(LotList));
 	PG_TRY();
 	{
 		e->counter = FindCounter(&skey, true);
@@ -914,58 +984,48 @@ HoldInternal(const char *sku, const char *warehouse, int32 qty,
 	return InsertHoldRow(e, qty, extra, extra_null);
 }
 
+/* ---------- the allocator's interface to orderflow.allocate() ---------- */
+
 /*
- * orderflow.hold_planned(sku, warehouse, qty, order_id, line_no): hold qty
- * for an order line and plan it on bins and lots, first expiry first out.
- *
- * The units promised so far are taken to come from the earliest-expiring
- * stock: the counter's value just before this take says how many units
- * are promised, so this hold's units are the next ones in expiry order.
- * Concurrent holds get distinct positions because the compare-and-swap
- * orders them.  The plan is a picking instruction; the counter is the
- * guarantee.  Returns the quantity held (0 or qty).
+ * The SKU and warehouse given by code, for StockTakePlanned; unknown codes
+ * fail with OF007 or OF006.
  */
-PG_FUNCTION_INFO_V1(orderflow_hold_planned);
-Datum
-orderflow_hold_planned(PG_FUNCTION_ARGS)
+StockRef *
+StockLookup(const char *sku, const char *warehouse)
+{
+	RequireAllocator();
+	return LookupCodes(sku, warehouse);
+}
+
+/* The quantity that can be taken now. */
+int64
+StockAvailable(StockRef *s)
+{
+	EnsureLoaded(s->counter);
+	return (int64) pg_atomic_read_u64(&s->counter->available);
+}
+
+/*
+ * Read the lots of a SKU in a warehouse again if a movement was written
+ * since they were read.  The version is read before the snapshot is taken,
+ * so a movement committed after the read moves the version past it.
+ */
+static LotList *
+CurrentLots(CodeEntry *e)
 {
 	static SPIPlanPtr plan = NULL;
 	static uint64 plan_generation = 0;
-	CodeEntry  *e;
-	StockKey	key;
-	PendingChange *pc;
-	int32		qty;
-	int64		before;
-	int64		position;
-	int64		covered = 0;
-	int32		left;
-	uint64		nlots;
-	int64	   *lot_bin;
-	int64	   *lot_id;
-	int64	   *lot_qty;
-	int64		total = 0;
+	uint64		version = pg_atomic_read_u64(&e->counter->ledger_version);
+	LotList    *l = &e->lots;
 	Datum		args[2];
 	Oid			save_userid;
 	int			save_sec_context;
+	MemoryContext old;
 
-	RequireAllocator();
-	RequireArg(fcinfo, 0, "SKU");
-	RequireArg(fcinfo, 1, "warehouse");
-	RequireArg(fcinfo, 2, "quantity");
-	RequireArg(fcinfo, 3, "order id");
-	RequireArg(fcinfo, 4, "line number");
-	qty = PG_GETARG_INT32(2);
-	RequirePositiveQty(qty);
+	if (l->valid && l->version == version)
+		return l;
+	pg_memory_barrier();
 
-	e = LookupCodes(TextArg(fcinfo, 0), TextArg(fcinfo, 1));
-	key = e->counter->key;
-	EnsureLoaded(e->counter);
-	pc = NewChange(&key, e->counter, true);
-	if (!TryTake(e->counter, qty, &before))
-		PG_RETURN_INT32(0);
-	pc->delta = qty;
-
-	/* On hand per bin and lot, in picking order. */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL || plan_generation != OrderflowCacheGeneration())
@@ -995,53 +1055,222 @@ orderflow_hold_planned(PG_FUNCTION_ARGS)
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	if (SPI_execute_plan(plan, args, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "lot query failed");
 	SetUserIdAndSecContext(save_userid, save_sec_context);
-	nlots = SPI_processed;
-	lot_bin = palloc(sizeof(int64) * (nlots + 1));
-	lot_id = palloc(sizeof(int64) * (nlots + 1));
-	lot_qty = palloc(sizeof(int64) * (nlots + 1));
-	for (uint64 i = 0; i < nlots; i++)
+
+	l->valid = false;
+	if (l->bin_id != NULL)
+	{
+		pfree(l->bin_id);
+		pfree(l->lot_id);
+		pfree(l->qty);
+	}
+	old = MemoryContextSwitchTo(code_cache_cxt);
+	l->n = (int) SPI_processed;
+	l->bin_id = palloc(sizeof(int64) * (l->n + 1));
+	l->lot_id = palloc(sizeof(int64) * (l->n + 1));
+	l->qty = palloc(sizeof(int64) * (l->n + 1));
+	MemoryContextSwitchTo(old);
+	l->total = 0;
+	for (int i = 0; i < l->n; i++)
 	{
 		bool		isnull;
 		HeapTuple	tup = SPI_tuptable->vals[i];
 
-		lot_bin[i] = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-		lot_id[i] = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-		lot_qty[i] = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
-		total += lot_qty[i];
+		l->bin_id[i] = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		l->lot_id[i] = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		l->qty[i] = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+		l->total += l->qty[i];
 	}
 	SPI_finish();
+	l->version = version;
+	l->valid = true;
+	return l;
+}
 
-	/* This hold's units are positions (total - before, ... + qty]. */
-	position = Max(total - before, 0);
-	left = qty;
-	for (uint64 i = 0; i < nlots && left > 0; i++)
+static void
+AddPlannedHold(List **holds, CodeEntry *e, PendingChange *pc, int32 line_no,
+			   int64 bin_id, int64 lot_id, int32 qty)
+{
+	StockHold  *h = palloc(sizeof(StockHold));
+
+	h->sku_id = e->sku_id;
+	h->warehouse_id = e->warehouse_id;
+	h->bin_id = bin_id;
+	h->lot_id = lot_id;
+	h->qty = qty;
+	h->line_no = line_no;
+	h->change = pc;
+	*holds = lappend(*holds, h);
+}
+
+/*
+ * Take qty for an order line and plan it on bins and lots, first expiry
+ * first out, appending the planned hold rows to *holds (to be written by
+ * StockInsertHolds or given back by StockGiveBack).  False when the
+ * counter does not have qty.
+ *
+ * The units promised so far are taken to come from the earliest-expiring
+ * stock: the counter's value just before this take says how many units
+ * are promised, so this take's units are the next ones in expiry order.
+ * Concurrent takes get distinct positions because the compare-and-swap
+ * orders them.  The plan is a picking instruction; the counter is the
+ * guarantee.
+ */
+bool
+StockTakePlanned(StockRef *e, int32 qty, int32 line_no, List **holds)
+{
+	StockKey	key = e->counter->key;
+	PendingChange *pc;
+	LotList    *lots;
+	int64		before;
+	int64		position;
+	int64		covered = 0;
+	int32		left = qty;
+
+	RequirePositiveQty(qty);
+	EnsureLoaded(e->counter);
+	lots = CurrentLots(e);
+	pc = NewChange(&key, e->counter, true);
+	if (!TryTake(e->counter, qty, &before))
+		return false;
+	pc->delta = qty;
+
+	/* This take's units are positions (total - before, ... + qty]. */
+	position = Max(lots->total - before, 0);
+	for (int i = 0; i < lots->n && left > 0; i++)
 	{
-		int64		lot_end = covered + lot_qty[i];
+		int64		lot_end = covered + lots->qty[i];
 
 		if (lot_end > position)
 		{
 			int32		part = (int32) Min((int64) left, lot_end - position);
-			Datum		extra[6] = {0, 0, PG_GETARG_DATUM(3), PG_GETARG_DATUM(4),
-			Int64GetDatum(lot_bin[i]), Int64GetDatum(lot_id[i])};
-			bool		extra_null[6] = {true, true, false, false, false, false};
 
-			InsertHoldRow(e, part, extra, extra_null);
+			AddPlannedHold(holds, e, pc, line_no, lots->bin_id[i], lots->lot_id[i], part);
 			left -= part;
 			position += part;
 		}
 		covered = lot_end;
 	}
 	if (left > 0)
-	{
-		Datum		extra[6] = {0, 0, PG_GETARG_DATUM(3), PG_GETARG_DATUM(4), 0, 0};
-		bool		extra_null[6] = {true, true, false, false, true, true};
+		AddPlannedHold(holds, e, pc, line_no, 0, 0, left);
+	return true;
+}
 
-		InsertHoldRow(e, left, extra, extra_null);
+/*
+ * Give planned holds back to their counters at once: the quantities were
+ * taken by this transaction and nobody else has relied on them.
+ */
+void
+StockGiveBack(List *holds)
+{
+	ListCell   *lc;
+
+	foreach(lc, holds)
+	{
+		StockHold  *h = (StockHold *) lfirst(lc);
+		PendingChange *pc = (PendingChange *) h->change;
+
+		Assert(pc->immediate && pc->delta >= h->qty);
+		pc->delta -= h->qty;
+		pg_atomic_fetch_add_u64(&pc->counter->available, (uint64) h->qty);
+		pg_atomic_fetch_sub_u64(&pc->counter->inflight, (uint64) h->qty);
 	}
-	PG_RETURN_INT32(qty);
+}
+
+#define HOLDS_PER_INSERT 8
+
+/* INSERT of n hold rows of one order: $1 the order, then six per row. */
+static SPIPlanPtr
+HoldInsertPlan(int n)
+{
+	static SPIPlanPtr plans[HOLDS_PER_INSERT + 1];
+	static uint64 plan_generation = 0;
+	StringInfoData sql;
+	Oid			argtypes[1 + 6 * HOLDS_PER_INSERT];
+
+	if (plan_generation != OrderflowCacheGeneration())
+	{
+		for (int i = 1; i <= HOLDS_PER_INSERT; i++)
+		{
+			if (plans[i])
+				SPI_freeplan(plans[i]);
+			plans[i] = NULL;
+		}
+		plan_generation = OrderflowCacheGeneration();
+	}
+	if (plans[n] != NULL)
+		return plans[n];
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO orderflow.reservations"
+						   " (order_id, sku_id, warehouse_id, qty, line_no, bin_id, lot_id) VALUES ");
+	argtypes[0] = INT8OID;
+	for (int i = 0; i < n; i++)
+	{
+		int			p = 2 + 6 * i;
+
+		appendStringInfo(&sql, "%s($1, $%d, $%d, $%d, $%d, $%d, $%d)",
+						 i > 0 ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, p + 5);
+		argtypes[p - 1] = INT8OID;
+		argtypes[p] = INT8OID;
+		argtypes[p + 1] = INT4OID;
+		argtypes[p + 2] = INT4OID;
+		argtypes[p + 3] = INT8OID;
+		argtypes[p + 4] = INT8OID;
+	}
+	plans[n] = SPI_prepare(sql.data, 1 + 6 * n, argtypes);
+	if (plans[n] == NULL || SPI_keepplan(plans[n]) != 0)
+		elog(ERROR, "could not prepare hold insert");
+	return plans[n];
+}
+
+/* Write planned holds of an order as reservation rows, a few per statement. */
+void
+StockInsertHolds(List *holds, int64 order_id)
+{
+	Datum		args[1 + 6 * HOLDS_PER_INSERT];
+	char		nulls[1 + 6 * HOLDS_PER_INSERT];
+	Oid			save_userid;
+	int			save_sec_context;
+	int			n = 0;
+	ListCell   *lc;
+
+	if (holds == NIL)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	args[0] = Int64GetDatum(order_id);
+	nulls[0] = ' ';
+	foreach(lc, holds)
+	{
+		StockHold  *h = (StockHold *) lfirst(lc);
+		int			p = 1 + 6 * n;
+
+		args[p] = Int64GetDatum(h->sku_id);
+		args[p + 1] = Int64GetDatum(h->warehouse_id);
+		args[p + 2] = Int32GetDatum(h->qty);
+		args[p + 3] = Int32GetDatum(h->line_no);
+		args[p + 4] = Int64GetDatum(h->bin_id);
+		args[p + 5] = Int64GetDatum(h->lot_id);
+		memset(nulls + p, ' ', 4);
+		nulls[p + 4] = nulls[p + 5] = h->lot_id == 0 ? 'n' : ' ';
+		n++;
+		if (n == HOLDS_PER_INSERT || lnext(holds, lc) == NULL)
+		{
+			if (SPI_execute_plan(HoldInsertPlan(n), args, nulls, false, 0) != SPI_OK_INSERT ||
+				SPI_processed != (uint64) n)
+				elog(ERROR, "could not record the holds of order %lld", (long long) order_id);
+			n = 0;
+		}
+	}
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
 }
 
 /*
@@ -1301,24 +1530,20 @@ orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 }
 
 /*
- * orderflow.claim_holds(order_id, line_no, sku, ref, max_qty): attach the
- * unclaimed holds of a SKU whose ref is the order's platform number to an
- * order line, up to max_qty; a hold larger than needed is cut down and the
- * rest given back.  Returns the quantity claimed.  Holds being claimed by
- * another transaction are skipped, not waited for.
+ * Attach the unclaimed holds of a SKU whose ref is the order's platform
+ * number to an order line, up to need; a hold larger than needed is cut
+ * down and the rest given back.  Returns the quantity claimed.  Holds being
+ * claimed by another transaction are skipped, not waited for.
  */
-PG_FUNCTION_INFO_V1(orderflow_claim_holds);
-Datum
-orderflow_claim_holds(PG_FUNCTION_ARGS)
+int32
+StockClaimHolds(int64 order_id, int32 line_no, const char *sku, const char *ref,
+				int32 need)
 {
-	int64		order_id;
-	int32		line_no;
-	int32		need;
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		args[2];
 	Oid			save_userid;
 	int			save_sec_context;
-	int64		claimed = 0;
+	int32		claimed = 0;
 	uint64		n;
 	static SPIPlanPtr find_plan = NULL;
 	static uint64 find_generation = 0;
@@ -1331,18 +1556,9 @@ orderflow_claim_holds(PG_FUNCTION_ARGS)
 	}		   *holds;
 
 	RequireAllocator();
-	RequireArg(fcinfo, 0, "order id");
-	RequireArg(fcinfo, 1, "line number");
-	RequireArg(fcinfo, 2, "SKU");
-	RequireArg(fcinfo, 4, "quantity");
-	if (PG_ARGISNULL(3))
-		PG_RETURN_INT64(0);
-	order_id = PG_GETARG_INT64(0);
-	line_no = PG_GETARG_INT32(1);
-	need = PG_GETARG_INT32(4);
 	RequirePositiveQty(need);
-	args[0] = PG_GETARG_DATUM(2);
-	args[1] = PG_GETARG_DATUM(3);
+	args[0] = CStringGetTextDatum(sku);
+	args[1] = CStringGetTextDatum(ref);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1384,7 +1600,7 @@ orderflow_claim_holds(PG_FUNCTION_ARGS)
 	{
 		Oid			uargtypes[4] = {INT8OID, INT8OID, INT4OID, INT4OID};
 		Datum		uargs[4];
-		int32		take = Min(holds[i].qty, (int32) (need - claimed));
+		int32		take = Min(holds[i].qty, need - claimed);
 
 		uargs[0] = Int64GetDatum(holds[i].id);
 		uargs[1] = Int64GetDatum(order_id);
@@ -1401,7 +1617,7 @@ orderflow_claim_holds(PG_FUNCTION_ARGS)
 	}
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
-	PG_RETURN_INT64(claimed);
+	return claimed;
 }
 
 /*
@@ -1495,6 +1711,7 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	movement_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
+	LedgerWritten(e->counter);
 
 	if (qty > 0)
 		AddAtCommit(e->sku_id, e->warehouse_id, qty);

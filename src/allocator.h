@@ -8,6 +8,8 @@
 #ifndef ORDERFLOW_ALLOCATOR_H
 #define ORDERFLOW_ALLOCATOR_H
 
+#include "nodes/pg_list.h"
+
 extern void AllocatorDefineGucs(void);
 extern void AllocatorShmemRequest(void);
 extern void AllocatorShmemStartup(void);
@@ -20,5 +22,28 @@ extern void AllocatorShmemStartup(void);
  */
 extern uint64 CloseHolds(const char *sql, int nargs, Oid *argtypes,
 						 Datum *args, const char *nulls);
+
+/* A SKU in a warehouse, with its counter (see StockLookup). */
+typedef struct CodeEntry StockRef;
+
+/* A hold row planned for an order line, not yet written. */
+typedef struct StockHold
+{
+	int64		sku_id;
+	int64		warehouse_id;
+	int64		bin_id;			/* 0 when not planned on a bin and lot */
+	int64		lot_id;
+	int32		qty;
+	int32		line_no;
+	void	   *change;			/* the counter change that took qty */
+} StockHold;
+
+extern StockRef *StockLookup(const char *sku, const char *warehouse);
+extern int64 StockAvailable(StockRef *s);
+extern bool StockTakePlanned(StockRef *s, int32 qty, int32 line_no, List **holds);
+extern void StockGiveBack(List *holds);
+extern void StockInsertHolds(List *holds, int64 order_id);
+extern int32 StockClaimHolds(int64 order_id, int32 line_no, const char *sku,
+							 const char *ref, int32 need);
 
 #endif							/* ORDERFLOW_ALLOCATOR_H */

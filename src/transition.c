@@ -576,15 +576,16 @@ order_state_history_trigger(PG_FUNCTION_ARGS)
 }
 
 /*
- * Statement trigger on the graph tables: make every backend reload.
+ * Statement trigger on tables that backends cache (the graph tables, bins,
+ * lots): a relcache invalidation makes every backend reload.
  */
-PG_FUNCTION_INFO_V1(order_graph_changed_trigger);
+PG_FUNCTION_INFO_V1(orderflow_cache_changed_trigger);
 Datum
-order_graph_changed_trigger(PG_FUNCTION_ARGS)
+orderflow_cache_changed_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
-	CheckTriggerCall(fcinfo, "order_graph_changed_trigger", false, 0, NULL, NULL);
+	CheckTriggerCall(fcinfo, "orderflow_cache_changed_trigger", false, 0, NULL, NULL);
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);
 }
@@ -649,6 +650,29 @@ order_state_graph(PG_FUNCTION_ARGS)
 								 t == OS_CANCELLED ? " [style=dashed, color=gray50]" : "");
 	appendStringInfoString(&buf, "}\n");
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/*
+ * Run a saved SPI plan that updates one order (in a connected SPI session);
+ * the state change it makes is recorded with the given reason, or with the
+ * session's orderflow.reason when that is NULL.
+ */
+void
+UpdateOrderWithReason(SPIPlanPtr plan, Datum *args, const char *nulls,
+					  int64 order_id, const char *reason)
+{
+	pending_reason = reason;
+	pending_reason_order = order_id;
+	PG_TRY();
+	{
+		if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "order update failed");
+	}
+	PG_FINALLY();
+	{
+		pending_reason = NULL;
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -722,18 +746,8 @@ order_transition(PG_FUNCTION_ARGS)
 	if (current != to)
 	{
 		args[1] = OrderStateGetDatum(to);
-		pending_reason = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-		pending_reason_order = order_id;
-		PG_TRY();
-		{
-			if (SPI_execute_plan(update_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
-				elog(ERROR, "order update failed");
-		}
-		PG_FINALLY();
-		{
-			pending_reason = NULL;
-		}
-		PG_END_TRY();
+		UpdateOrderWithReason(update_plan, args, NULL, order_id,
+							  PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	}
 
 	SPI_finish();

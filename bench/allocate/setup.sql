@@ -26,26 +26,26 @@ CREATE TABLE bench_queue (n bigint PRIMARY KEY, order_id bigint NOT NULL);
 CREATE SEQUENCE bench_queue_next;
 
 -- Create n approved orders of three lines (one unit of A1, A2, A3) and
--- queue them.
+-- queue them, set-based (the state trigger still checks and records every
+-- order's paid -> approved change).
 CREATE PROCEDURE bench_make_orders(n integer)
 LANGUAGE plpgsql AS $$
 DECLARE
     shop bigint := (SELECT id FROM orderflow.shops WHERE name = 'bench');
-    oid bigint;
 BEGIN
     TRUNCATE bench_queue;
     PERFORM setval('bench_queue_next', 1, false);
-    FOR i IN 1 .. n LOOP
+    CREATE TEMP TABLE new_orders ON COMMIT DROP AS
+    WITH o AS (
         INSERT INTO orderflow.orders (shop_id, order_no, state, paid_at)
-        VALUES (shop, 'B' || nextval('bench_order_no'), 'paid', now())
-        RETURNING id INTO oid;
-        INSERT INTO orderflow.order_lines (order_id, sku, qty, unit_price)
-        VALUES (oid, 'A1', 1, 10), (oid, 'A2', 1, 10), (oid, 'A3', 1, 10);
-        PERFORM orderflow.transition(oid, 'approved');
-        INSERT INTO bench_queue VALUES (i, oid);
-    END LOOP;
+        SELECT shop, 'B' || nextval('bench_order_no'), 'paid', now()
+          FROM generate_series(1, n)
+        RETURNING id
+    )
+    SELECT id FROM o;
+    INSERT INTO orderflow.order_lines (order_id, line_no, sku, qty, unit_price)
+    SELECT o.id, s.line_no, s.sku, 1, 10
+      FROM new_orders o, (VALUES (1, 'A1'), (2, 'A2'), (3, 'A3')) s(line_no, sku);
+    UPDATE orderflow.orders SET state = 'approved' WHERE id IN (SELECT id FROM new_orders);
+    INSERT INTO bench_queue SELECT row_number() OVER (ORDER BY id), id FROM new_orders;
 END $$;
-
-CREATE FUNCTION bench_next_order() RETURNS bigint
-LANGUAGE sql VOLATILE
-AS $$ SELECT order_id FROM public.bench_queue WHERE n = (SELECT nextval('public.bench_queue_next')) $$;

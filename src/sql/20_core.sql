@@ -142,17 +142,24 @@ SELECT pg_catalog.pg_extension_config_dump('orderflow.bins_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('orderflow.skus', '');
 SELECT pg_catalog.pg_extension_config_dump('orderflow.skus_id_seq', '');
 
-CREATE FUNCTION orderflow.graph_changed() RETURNS trigger
-AS 'MODULE_PATHNAME', 'order_graph_changed_trigger' LANGUAGE C;
-COMMENT ON FUNCTION orderflow.graph_changed() IS
-	'statement trigger: makes every backend reload the cached transition graph';
+-- Backends cache the transition graph, and the bins and lots stock is
+-- picked from; a change to those tables makes every backend read them again.
+CREATE FUNCTION orderflow.cache_changed() RETURNS trigger
+AS 'MODULE_PATHNAME', 'orderflow_cache_changed_trigger' LANGUAGE C;
+COMMENT ON FUNCTION orderflow.cache_changed() IS
+	'statement trigger: makes every backend reload what it cached of the table (transition graph, bins, lots)';
 
-CREATE TRIGGER graph_changed
+CREATE TRIGGER cache_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderflow.transitions
-	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.graph_changed();
-CREATE TRIGGER graph_changed
+	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.cache_changed();
+CREATE TRIGGER cache_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderflow.initial_states
-	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.graph_changed();
+	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.cache_changed();
+-- New bins only matter once stock is booked into them, which moves the
+-- SKU's ledger version; changes to existing ones reorder the picking walk.
+CREATE TRIGGER cache_changed
+	AFTER UPDATE OR DELETE OR TRUNCATE ON orderflow.bins
+	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.cache_changed();
 
 -- SKU and warehouse codes are natural keys that stock counters and order
 -- lines refer to: they never change.
