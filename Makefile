@@ -45,12 +45,14 @@ pgtap:
 	pg_prove --ext .sql --failures test/pgtap/*.sql
 
 # Format C sources with pg_bsd_indent (Debian package pg-bsd-indent) and the
-# typedef list in src/, with the options pgindent uses.
+# typedef list in src/, with the options pgindent uses (and, as pgindent
+# does, no padding between a function's return type and its "*").
 INDENT_OPTS = -bad -bap -bbb -bc -bl -cli1 -cp33 -cdb -nce -d0 -di12 -nfc1 \
 	-i4 -l79 -lp -lpl -nip -npro -sac -tpg -ts4
 .PHONY: indent
 indent:
 	for f in src/*.c src/*.h; do \
 		pg_bsd_indent $(INDENT_OPTS) -U$(srcdir)/src/typedefs.list $$f $$f.indented && \
-		mv $$f.indented $$f || exit 1; \
+		sed -E 's/^([A-Za-z_][A-Za-z0-9_]*) +\*$$/\1 */' $$f.indented > $$f || exit 1; \
+		rm -f $$f.indented; \
 	done

@@ -89,6 +89,7 @@ extern Oid	OrderflowRelid(const char *relname, bool missing_ok);
 extern Oid	HistoryOwner(void);
 extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
+struct _SPI_plan;
 extern void UpdateOrderWithReason(struct _SPI_plan *plan, Datum *args,
 								  const char *nulls, int64 order_id,
 								  const char *reason);
