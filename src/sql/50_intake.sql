@@ -1455,264 +1455,33 @@ $$;
 COMMENT ON FUNCTION orderflow.intake_write_details(bigint, bigint, text, jsonb) IS
 	'writes the lines (SKUs resolved through orderflow.sku_map), discounts and payment of a normalized order document; returns the lines signature';
 
--- orderflow.intake_normalize for many documents in one query, without a
--- function call per field.  It vouches only for documents it checks
--- completely: for those it returns exactly what orderflow.intake_normalize
--- returns (the same jsonb, byte for byte, so doc_hash and content_hash do
--- not depend on the path).  For any other document (one intake_normalize
--- rejects, or one in a rarer form, such as a time of 24:00 or an offset
--- beyond 14 hours) n is NULL, and the caller uses intake_normalize, which
--- gives the answer or the error.  Casts run only behind the checks that
--- make them safe, so no input raises an error here.  Amounts read as NULL
--- when missing and -1 when invalid (valid amounts are never negative).
+-- orderflow.intake_normalize without raising, for the set-based path of
+-- sync (src/intake.c).  It vouches only for documents it checks completely:
+-- for those it returns exactly what orderflow.intake_normalize returns (the
+-- same jsonb, byte for byte, so doc_hash and content_hash do not depend on
+-- the path).  For any other document (one intake_normalize rejects, or one
+-- in a rarer form, such as a time of 24:00 or an offset beyond 14 hours) it
+-- returns NULL, and the caller uses intake_normalize, which gives the answer
+-- or the error.
+CREATE FUNCTION orderflow.intake_normalize_generic(doc jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orderflow_intake_normalize_generic'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION orderflow.intake_normalize_generic(jsonb) IS
+	'orderflow.intake_normalize for the documents it can check completely; NULL for any other (then orderflow.intake_normalize decides)';
+
+-- orderflow.intake_normalize_generic for an array of documents.
 CREATE FUNCTION orderflow.intake_normalize_set(docs jsonb[])
 RETURNS TABLE (ord bigint, n jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT u.ord,
-	   CASE WHEN jsonb_typeof(u.doc) = 'object' AND t.ok AND l.ok AND dc.ok
-				 AND length(u.doc->>'order_no') <= 64
-				 AND h.order_no IS NOT NULL
-				 AND h.status IN ('pending_payment', 'paid', 'cancelled')
-				 AND (h.currency IS NULL OR h.currency ~ '^[A-Z]{3}$')
-				 AND coalesce(h.recv_country, 'CN') ~ '^[A-Z]{2}$'
-				 AND (NOT u.doc ? 'receiver' OR jsonb_typeof(u.doc->'receiver') IN ('object', 'null'))
-				 AND (NOT u.doc ? 'buyer' OR jsonb_typeof(u.doc->'buyer') IN ('object', 'null'))
-				 AND (NOT u.doc ? 'payment' OR jsonb_typeof(u.doc->'payment') IN ('object', 'null'))
-				 AND (NOT u.doc ? 'allow_split' OR jsonb_typeof(u.doc->'allow_split') IN ('boolean', 'null'))
-				 AND tt.created IS NOT NULL AND tt.created <> 'infinity'
-				 AND tt.paid IS DISTINCT FROM 'infinity' AND tt.payment_paid IS DISTINCT FROM 'infinity'
-				 AND dc.order_disc <= l.goods - l.line_disc
-				 AND m.ship >= 0 AND m.tax >= 0 AND coalesce(m.stated, 0) >= 0 AND coalesce(m.pay_amt, 0) >= 0
-		THEN jsonb_strip_nulls(jsonb_build_object(
-			'order_no', h.order_no,
-			'platform_ref', left(h.platform_ref, 200),
-			'status', h.status,
-			'created_at', to_char(timezone('UTC', tt.created), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-			'paid_at', to_char(timezone('UTC', tt.paid), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-			'buyer', jsonb_strip_nulls(jsonb_build_object(
-				'id', left(h.buyer_id, 200), 'name', left(h.buyer_name, 200), 'phone', left(h.buyer_phone, 64))),
-			'receiver', jsonb_strip_nulls(jsonb_build_object(
-				'name', left(h.recv_name, 200),
-				'phone', left(h.recv_phone, 64),
-				'country', coalesce(h.recv_country, 'CN'),
-				'province', left(h.recv_province, 200),
-				'city', left(h.recv_city, 200),
-				'district', left(h.recv_district, 200),
-				'address', left(h.recv_address, 1000),
-				'postcode', left(h.recv_postcode, 32))),
-			'note', left(h.note, 2000),
-			'seller_note', left(h.seller_note, 2000),
-			'currency', h.currency,
-			'lines', l.lines,
-			'discounts', dc.discounts,
-			'shipping_fee', m.ship,
-			'tax', m.tax,
-			'goods_amount', l.goods,
-			'line_discount', l.line_disc,
-			'order_discount', dc.order_disc,
-			'discount_amount', l.line_disc + dc.order_disc,
-			'computed_total', m.computed,
-			'stated_total', m.stated,
-			'total', coalesce(m.stated, m.computed),
-			'paid_amount', CASE h.status WHEN 'paid' THEN coalesce(m.pay_amt, m.stated, m.computed)
-										 WHEN 'pending_payment' THEN 0
-										 ELSE coalesce(m.pay_amt, 0) END,
-			'payment', CASE WHEN c.p IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
-				'method', left(h.pay_method, 64),
-				'amount', m.pay_amt,
-				'transaction_id', left(h.pay_txn, 200),
-				'paid_at', to_char(timezone('UTC', tt.payment_paid), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))) END,
-			'allow_split', CASE WHEN jsonb_typeof(u.doc->'allow_split') = 'boolean' THEN u.doc->'allow_split' END))
-	   END
+SELECT u.ord, orderflow.intake_normalize_generic(u.doc)
   FROM unnest(docs) WITH ORDINALITY AS u(doc, ord)
-  CROSS JOIN LATERAL (
-	SELECT CASE WHEN jsonb_typeof(u.doc->'receiver') = 'object' THEN u.doc->'receiver' ELSE '{}' END AS r,
-		   CASE WHEN jsonb_typeof(u.doc->'buyer') = 'object' THEN u.doc->'buyer' ELSE '{}' END AS b,
-		   CASE WHEN jsonb_typeof(u.doc->'payment') = 'object' THEN u.doc->'payment' END AS p
-  ) c
-  -- Text fields (orderflow.intake_text): strings and numbers, trimmed,
-  -- empty is NULL; ok is false when one is an object, array or boolean.
-  CROSS JOIN LATERAL (
-	SELECT bool_and(coalesce(jsonb_typeof(x.v) IN ('string', 'number', 'null'), true)) AS ok,
-		   array_agg(CASE WHEN jsonb_typeof(x.v) IN ('string', 'number') THEN nullif(btrim(x.v #>> '{}', E' \t\r\n'), '') END ORDER BY x.i) AS f
-	  FROM unnest(ARRAY[u.doc->'order_no',
-						u.doc->'status',
-						u.doc->'platform_ref',
-						u.doc->'note',
-						u.doc->'seller_note',
-						u.doc->'currency',
-						c.b->'id',
-						c.b->'name',
-						c.b->'phone',
-						c.r->'name',
-						c.r->'phone',
-						c.r->'country',
-						c.r->'province',
-						c.r->'city',
-						c.r->'district',
-						c.r->'address',
-						c.r->'postcode',
-						c.p->'method',
-						c.p->'transaction_id']) WITH ORDINALITY AS x(v, i)
-  ) t
-  CROSS JOIN LATERAL (
-	SELECT t.f[1] AS order_no,
-		   t.f[2] AS status,
-		   t.f[3] AS platform_ref,
-		   t.f[4] AS note,
-		   t.f[5] AS seller_note,
-		   t.f[6] AS currency,
-		   t.f[7] AS buyer_id,
-		   t.f[8] AS buyer_name,
-		   t.f[9] AS buyer_phone,
-		   t.f[10] AS recv_name,
-		   t.f[11] AS recv_phone,
-		   t.f[12] AS recv_country,
-		   t.f[13] AS recv_province,
-		   t.f[14] AS recv_city,
-		   t.f[15] AS recv_district,
-		   t.f[16] AS recv_address,
-		   t.f[17] AS recv_postcode,
-		   t.f[18] AS pay_method,
-		   t.f[19] AS pay_txn
-  ) h
-  -- Times (orderflow.intake_time): NULL when missing or empty; 'infinity'
-  -- for a form not vouched for here.  One expression for the three times.
-  CROSS JOIN LATERAL (
-	SELECT max(x.ts) FILTER (WHERE x.k = 1) AS created,
-		   max(x.ts) FILTER (WHERE x.k = 2) AS paid,
-		   max(x.ts) FILTER (WHERE x.k = 3) AS payment_paid
-	  FROM (
-		SELECT x.k, CASE WHEN x.v IS NULL OR jsonb_typeof(x.v) = 'null'
-						 OR (jsonb_typeof(x.v) = 'string' AND x.t = '') THEN NULL
-					WHEN jsonb_typeof(x.v) = 'string'
-						 AND x.t ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?$'
-						 AND substr(x.t, 1, 4) <> '0000'
-						 AND substr(x.t, 9, 2)::integer <=
-							 CASE WHEN substr(x.t, 6, 2) IN ('04', '06', '09', '11') THEN 30
-								  WHEN substr(x.t, 6, 2) <> '02' THEN 31
-								  WHEN substr(x.t, 1, 4)::integer % 4 = 0
-									   AND (substr(x.t, 1, 4)::integer % 100 <> 0
-											OR substr(x.t, 1, 4)::integer % 400 = 0) THEN 29
-								  ELSE 28 END
-					THEN CASE WHEN x.t ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN x.t::timestamptz
-							  ELSE timezone('UTC', x.t::timestamp) END
-					ELSE 'infinity' END AS ts
-		  FROM (SELECT k, v, btrim(v #>> '{}') AS t
-				  FROM (VALUES (1, u.doc->'created_at'), (2, u.doc->'paid_at'), (3, c.p->'paid_at')) AS y(k, v)
-				OFFSET 0) x
-	  ) x
-  ) tt
-  -- Lines: goods and line discounts, each line checked as intake_normalize does.
-  CROSS JOIN LATERAL (
-	SELECT count(*) > 0 AND bool_and(ln.ok) AS ok,
-		   0 + sum(ln.price * ln.qty) AS goods,
-		   0 + sum(ln.ldisc) AS line_disc,
-		   jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-			   'line_no', e.i, 'sku', ln.sku, 'platform_sku', ln.psku, 'name', left(ln.name, 500),
-			   'qty', ln.qty, 'unit_price', ln.price, 'discount', ln.ldisc)) ORDER BY e.i) AS lines
-	  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(u.doc->'lines') = 'array' THEN u.doc->'lines' ELSE '[]' END)
-		   WITH ORDINALITY AS e(l, i),
-		   LATERAL (
-			SELECT coalesce(jsonb_typeof(e.l) = 'object'
-							AND coalesce(jsonb_typeof(e.l->'sku') IN ('string', 'number', 'null'), true)
-							AND coalesce(jsonb_typeof(e.l->'platform_sku') IN ('string', 'number', 'null'), true)
-							AND coalesce(jsonb_typeof(e.l->'name') IN ('string', 'number', 'null'), true)
-							AND (x.sku IS NOT NULL OR x.psku IS NOT NULL)
-							AND x.qty IS NOT NULL AND x.price >= 0 AND x.ldisc >= 0
-							AND x.ldisc <= x.price * x.qty, false) AS ok,
-				   x.*
-			  FROM (SELECT CASE WHEN jsonb_typeof(e.l->'sku') IN ('string', 'number') THEN nullif(btrim(e.l->'sku' #>> '{}', E' \t\r\n'), '') END AS sku,
-						   CASE WHEN jsonb_typeof(e.l->'platform_sku') IN ('string', 'number') THEN nullif(btrim(e.l->'platform_sku' #>> '{}', E' \t\r\n'), '') END AS psku,
-						   CASE WHEN jsonb_typeof(e.l->'name') IN ('string', 'number') THEN nullif(btrim(e.l->'name' #>> '{}', E' \t\r\n'), '') END AS name,
-						   CASE WHEN jsonb_typeof(e.l->'qty') IN ('number', 'string')
-									 AND btrim(e.l->>'qty') ~ '^[0-9]{1,9}$'
-									 AND btrim(e.l->>'qty')::integer <> 0
-								THEN btrim(e.l->>'qty')::integer END AS qty,
-						   coalesce(a.m[1], -1) AS price,
-						   coalesce(a.m[2], 0) AS ldisc
-					  FROM (SELECT array_agg(CASE WHEN mv IS NULL OR jsonb_typeof(mv) = 'null' THEN NULL
-				  WHEN jsonb_typeof(mv) IN ('number', 'string')
-					   AND btrim(mv #>> '{}') ~ '^[0-9]{1,12}(\.[0-9]+)?$'
-					   AND btrim(mv #>> '{}')::numeric = round(btrim(mv #>> '{}')::numeric, 2)
-				  THEN round(btrim(mv #>> '{}')::numeric, 2)
-				  ELSE -1 END ORDER BY y.i) AS m
-							  FROM unnest(ARRAY[e.l->'unit_price', e.l->'discount']) WITH ORDINALITY AS y(mv, i)) a
-				   ) x
-		   ) ln
-  ) l
-  -- Order amounts (orderflow.intake_money).
-  CROSS JOIN LATERAL (
-	SELECT coalesce(a.m[1], 0) AS ship, coalesce(a.m[2], 0) AS tax, a.m[3] AS stated, a.m[4] AS pay_amt
-	  FROM (SELECT array_agg(CASE WHEN mv IS NULL OR jsonb_typeof(mv) = 'null' THEN NULL
-				  WHEN jsonb_typeof(mv) IN ('number', 'string')
-					   AND btrim(mv #>> '{}') ~ '^[0-9]{1,12}(\.[0-9]+)?$'
-					   AND btrim(mv #>> '{}')::numeric = round(btrim(mv #>> '{}')::numeric, 2)
-				  THEN round(btrim(mv #>> '{}')::numeric, 2)
-				  ELSE -1 END ORDER BY y.i) AS m
-			  FROM unnest(ARRAY[u.doc->'shipping_fee', u.doc->'tax', u.doc->'total', c.p->'amount'])
-				   WITH ORDINALITY AS y(mv, i)) a
-  ) m0
-  -- Order discounts, on the goods net of line discounts.
-  CROSS JOIN LATERAL (
-	SELECT (NOT u.doc ? 'discounts' OR jsonb_typeof(u.doc->'discounts') IN ('array', 'null'))
-		   AND coalesce(bool_and(dd.ok), true) AS ok,
-		   0 + coalesce(sum(dd.amt) FILTER (WHERE NOT dd.alloc), 0) AS order_disc,
-		   coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-			   'kind', dd.kind, 'code', left(dd.code, 200), 'description', left(dd.descr, 500),
-			   'threshold', dd.thr, 'per_step', dd.per_step, 'percent', dd.pct, 'amount', dd.amt,
-			   'allocated', dd.alloc)) ORDER BY e.i), '[]') AS discounts
-	  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(u.doc->'discounts') = 'array' THEN u.doc->'discounts'
-									 ELSE '[]' END) WITH ORDINALITY AS e(d, i),
-		   LATERAL (
-			SELECT coalesce(jsonb_typeof(e.d) = 'object'
-							AND coalesce(jsonb_typeof(e.d->'kind') IN ('string', 'number', 'null'), true)
-							AND coalesce(jsonb_typeof(e.d->'code') IN ('string', 'number', 'null'), true)
-							AND coalesce(jsonb_typeof(e.d->'description') IN ('string', 'number', 'null'), true)
-							AND (NOT e.d ? 'per_step' OR jsonb_typeof(e.d->'per_step') = 'boolean')
-							AND (NOT e.d ? 'allocated' OR jsonb_typeof(e.d->'allocated') = 'boolean')
-							AND CASE WHEN k.kind IN ('coupon', 'platform') THEN k.amt_in >= 0
-									 WHEN k.kind = 'threshold' THEN k.thr > 0 AND k.amt_in >= 0
-									 WHEN k.kind = 'percent' THEN k.pct >= 0 AND k.pct <= 100
-									 ELSE false END, false) AS ok,
-				   k.kind, k.code, k.descr, k.per_step, k.alloc,
-				   CASE WHEN k.kind = 'threshold' THEN k.thr END AS thr,
-				   CASE WHEN k.kind = 'percent' THEN k.pct END AS pct,
-				   CASE WHEN k.kind IN ('coupon', 'platform') THEN k.amt_in
-						WHEN k.kind = 'threshold' AND k.thr > 0 THEN
-							CASE WHEN l.goods - l.line_disc < k.thr THEN 0
-								 WHEN k.per_step THEN k.amt_in * floor((l.goods - l.line_disc) / k.thr)
-								 ELSE k.amt_in END
-						WHEN k.kind = 'percent' THEN round((l.goods - l.line_disc) * k.pct / 100, 2)
-				   END AS amt
-			  FROM (SELECT CASE WHEN jsonb_typeof(e.d->'kind') IN ('string', 'number') THEN nullif(btrim(e.d->'kind' #>> '{}', E' \t\r\n'), '') END AS kind,
-						   CASE WHEN jsonb_typeof(e.d->'code') IN ('string', 'number') THEN nullif(btrim(e.d->'code' #>> '{}', E' \t\r\n'), '') END AS code,
-						   CASE WHEN jsonb_typeof(e.d->'description') IN ('string', 'number') THEN nullif(btrim(e.d->'description' #>> '{}', E' \t\r\n'), '') END AS descr,
-						   coalesce(CASE WHEN jsonb_typeof(e.d->'per_step') = 'boolean'
-										 THEN (e.d->>'per_step')::boolean END, false) AS per_step,
-						   coalesce(CASE WHEN jsonb_typeof(e.d->'allocated') = 'boolean'
-										 THEN (e.d->>'allocated')::boolean END, false) AS alloc,
-						   coalesce(a.m[1], -1) AS amt_in, coalesce(a.m[2], -1) AS thr, coalesce(a.m[3], -1) AS pct
-					  FROM (SELECT array_agg(CASE WHEN mv IS NULL OR jsonb_typeof(mv) = 'null' THEN NULL
-				  WHEN jsonb_typeof(mv) IN ('number', 'string')
-					   AND btrim(mv #>> '{}') ~ '^[0-9]{1,12}(\.[0-9]+)?$'
-					   AND btrim(mv #>> '{}')::numeric = round(btrim(mv #>> '{}')::numeric, 2)
-				  THEN round(btrim(mv #>> '{}')::numeric, 2)
-				  ELSE -1 END ORDER BY y.i) AS m
-							  FROM unnest(ARRAY[e.d->'amount', e.d->'threshold', e.d->'percent'])
-								   WITH ORDINALITY AS y(mv, i)) a
-				   ) k
-		   ) dd
-  ) dc
-  CROSS JOIN LATERAL (
-	SELECT m0.ship, m0.tax, m0.stated, m0.pay_amt,
-		   l.goods - l.line_disc - dc.order_disc + m0.ship + m0.tax AS computed
-  ) m
 $$;
 COMMENT ON FUNCTION orderflow.intake_normalize_set(jsonb[]) IS
 	'orderflow.intake_normalize for an array of generic order documents in one query: per array position, the same normalized document, or NULL where the document is not one it can vouch for (then orderflow.intake_normalize decides)';
+
 -- Creates the orders of a run of new generic payloads with a handful of
 -- set-based statements: orders (through the state trigger, which checks
 -- and audits each one), lines, discounts, payments, intake records and the
@@ -2376,6 +2145,7 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.requeue(bigint),
 	orderflow.reconcile(bigint, text[], timestamptz, timestamptz),
 	orderflow.intake_apply(orderflow.inbox),
+	orderflow.intake_normalize_generic(jsonb),
 	orderflow.intake_normalize_set(jsonb[]),
 	orderflow.intake_insert_new(bigint[], jsonb[]),
 	orderflow.intake_normalize(jsonb),
