@@ -1455,279 +1455,58 @@ $$;
 COMMENT ON FUNCTION orderflow.intake_write_details(bigint, bigint, text, jsonb) IS
 	'writes the lines (SKUs resolved through orderflow.sku_map), discounts and payment of a normalized order document; returns the lines signature';
 
--- orderflow.intake_normalize for many documents in one query, without a
--- function call per field.  It vouches only for documents it checks
--- completely: for those it returns exactly what orderflow.intake_normalize
--- returns (the same jsonb, byte for byte, so doc_hash and content_hash do
--- not depend on the path).  For any other document (one intake_normalize
--- rejects, or one in a rarer form, such as a time of 24:00 or an offset
--- beyond 14 hours) n is NULL, and the caller uses intake_normalize, which
--- gives the answer or the error.  Casts run only behind the checks that
--- make them safe, so no input raises an error here.  Amounts read as NULL
--- when missing and -1 when invalid (valid amounts are never negative).
+-- orderflow.intake_normalize without raising, for the set-based path of
+-- sync (src/intake.c).  It vouches only for documents it checks completely:
+-- for those it returns exactly what orderflow.intake_normalize returns (the
+-- same jsonb, byte for byte, so doc_hash and content_hash do not depend on
+-- the path).  For any other document (one intake_normalize rejects, or one
+-- in a rarer form, such as a time of 24:00 or an offset beyond 14 hours) it
+-- returns NULL, and the caller uses intake_normalize, which gives the answer
+-- or the error.
+CREATE FUNCTION orderflow.intake_normalize_generic(doc jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orderflow_intake_normalize_generic'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION orderflow.intake_normalize_generic(jsonb) IS
+	'orderflow.intake_normalize for the documents it can check completely; NULL for any other (then orderflow.intake_normalize decides)';
+
+-- orderflow.intake_normalize_generic for an array of documents.
 CREATE FUNCTION orderflow.intake_normalize_set(docs jsonb[])
 RETURNS TABLE (ord bigint, n jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT u.ord,
-	   CASE WHEN jsonb_typeof(u.doc) = 'object' AND t.ok AND l.ok AND dc.ok
-				 AND length(u.doc->>'order_no') <= 64
-				 AND h.order_no IS NOT NULL
-				 AND h.status IN ('pending_payment', 'paid', 'cancelled')
-				 AND (h.currency IS NULL OR h.currency ~ '^[A-Z]{3}$')
-				 AND coalesce(h.recv_country, 'CN') ~ '^[A-Z]{2}$'
-				 AND (NOT u.doc ? 'receiver' OR jsonb_typeof(u.doc->'receiver') IN ('object', 'null'))
-				 AND (NOT u.doc ? 'buyer' OR jsonb_typeof(u.doc->'buyer') IN ('object', 'null'))
-				 AND (NOT u.doc ? 'payment' OR jsonb_typeof(u.doc->'payment') IN ('object', 'null'))
-				 AND (NOT u.doc ? 'allow_split' OR jsonb_typeof(u.doc->'allow_split') IN ('boolean', 'null'))
-				 AND tt.created IS NOT NULL AND tt.created <> 'infinity'
-				 AND tt.paid IS DISTINCT FROM 'infinity' AND tt.payment_paid IS DISTINCT FROM 'infinity'
-				 AND dc.order_disc <= l.goods - l.line_disc
-				 AND m.ship >= 0 AND m.tax >= 0 AND coalesce(m.stated, 0) >= 0 AND coalesce(m.pay_amt, 0) >= 0
-		THEN jsonb_strip_nulls(jsonb_build_object(
-			'order_no', h.order_no,
-			'platform_ref', left(h.platform_ref, 200),
-			'status', h.status,
-			'created_at', to_char(timezone('UTC', tt.created), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-			'paid_at', to_char(timezone('UTC', tt.paid), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-			'buyer', jsonb_strip_nulls(jsonb_build_object(
-				'id', left(h.buyer_id, 200), 'name', left(h.buyer_name, 200), 'phone', left(h.buyer_phone, 64))),
-			'receiver', jsonb_strip_nulls(jsonb_build_object(
-				'name', left(h.recv_name, 200),
-				'phone', left(h.recv_phone, 64),
-				'country', coalesce(h.recv_country, 'CN'),
-				'province', left(h.recv_province, 200),
-				'city', left(h.recv_city, 200),
-				'district', left(h.recv_district, 200),
-				'address', left(h.recv_address, 1000),
-				'postcode', left(h.recv_postcode, 32))),
-			'note', left(h.note, 2000),
-			'seller_note', left(h.seller_note, 2000),
-			'currency', h.currency,
-			'lines', l.lines,
-			'discounts', dc.discounts,
-			'shipping_fee', m.ship,
-			'tax', m.tax,
-			'goods_amount', l.goods,
-			'line_discount', l.line_disc,
-			'order_discount', dc.order_disc,
-			'discount_amount', l.line_disc + dc.order_disc,
-			'computed_total', m.computed,
-			'stated_total', m.stated,
-			'total', coalesce(m.stated, m.computed),
-			'paid_amount', CASE h.status WHEN 'paid' THEN coalesce(m.pay_amt, m.stated, m.computed)
-										 WHEN 'pending_payment' THEN 0
-										 ELSE coalesce(m.pay_amt, 0) END,
-			'payment', CASE WHEN c.p IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
-				'method', left(h.pay_method, 64),
-				'amount', m.pay_amt,
-				'transaction_id', left(h.pay_txn, 200),
-				'paid_at', to_char(timezone('UTC', tt.payment_paid), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))) END,
-			'allow_split', CASE WHEN jsonb_typeof(u.doc->'allow_split') = 'boolean' THEN u.doc->'allow_split' END))
-	   END
+SELECT u.ord, orderflow.intake_normalize_generic(u.doc)
   FROM unnest(docs) WITH ORDINALITY AS u(doc, ord)
-  CROSS JOIN LATERAL (
-	SELECT CASE WHEN jsonb_typeof(u.doc->'receiver') = 'object' THEN u.doc->'receiver' ELSE '{}' END AS r,
-		   CASE WHEN jsonb_typeof(u.doc->'buyer') = 'object' THEN u.doc->'buyer' ELSE '{}' END AS b,
-		   CASE WHEN jsonb_typeof(u.doc->'payment') = 'object' THEN u.doc->'payment' END AS p
-  ) c
-  -- Text fields (orderflow.intake_text): strings and numbers, trimmed,
-  -- empty is NULL; ok is false when one is an object, array or boolean.
-  CROSS JOIN LATERAL (
-	SELECT bool_and(coalesce(jsonb_typeof(x.v) IN ('string', 'number', 'null'), true)) AS ok,
-		   array_agg(CASE WHEN jsonb_typeof(x.v) IN ('string', 'number') THEN nullif(btrim(x.v #>> '{}', E' \t\r\n'), '') END ORDER BY x.i) AS f
-	  FROM unnest(ARRAY[u.doc->'order_no',
-						u.doc->'status',
-						u.doc->'platform_ref',
-						u.doc->'note',
-						u.doc->'seller_note',
-						u.doc->'currency',
-						c.b->'id',
-						c.b->'name',
-						c.b->'phone',
-						c.r->'name',
-						c.r->'phone',
-						c.r->'country',
-						c.r->'province',
-						c.r->'city',
-						c.r->'district',
-						c.r->'address',
-						c.r->'postcode',
-						c.p->'method',
-						c.p->'transaction_id']) WITH ORDINALITY AS x(v, i)
-  ) t
-  CROSS JOIN LATERAL (
-	SELECT t.f[1] AS order_no,
-		   t.f[2] AS status,
-		   t.f[3] AS platform_ref,
-		   t.f[4] AS note,
-		   t.f[5] AS seller_note,
-		   t.f[6] AS currency,
-		   t.f[7] AS buyer_id,
-		   t.f[8] AS buyer_name,
-		   t.f[9] AS buyer_phone,
-		   t.f[10] AS recv_name,
-		   t.f[11] AS recv_phone,
-		   t.f[12] AS recv_country,
-		   t.f[13] AS recv_province,
-		   t.f[14] AS recv_city,
-		   t.f[15] AS recv_district,
-		   t.f[16] AS recv_address,
-		   t.f[17] AS recv_postcode,
-		   t.f[18] AS pay_method,
-		   t.f[19] AS pay_txn
-  ) h
-  -- Times (orderflow.intake_time): NULL when missing or empty; 'infinity'
-  -- for a form not vouched for here.  One expression for the three times.
-  CROSS JOIN LATERAL (
-	SELECT max(x.ts) FILTER (WHERE x.k = 1) AS created,
-		   max(x.ts) FILTER (WHERE x.k = 2) AS paid,
-		   max(x.ts) FILTER (WHERE x.k = 3) AS payment_paid
-	  FROM (
-		SELECT x.k, CASE WHEN x.v IS NULL OR jsonb_typeof(x.v) = 'null'
-						 OR (jsonb_typeof(x.v) = 'string' AND x.t = '') THEN NULL
-					WHEN jsonb_typeof(x.v) = 'string'
-						 AND x.t ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?$'
-						 AND substr(x.t, 1, 4) <> '0000'
-						 AND substr(x.t, 9, 2)::integer <=
-							 CASE WHEN substr(x.t, 6, 2) IN ('04', '06', '09', '11') THEN 30
-								  WHEN substr(x.t, 6, 2) <> '02' THEN 31
-								  WHEN substr(x.t, 1, 4)::integer % 4 = 0
-									   AND (substr(x.t, 1, 4)::integer % 100 <> 0
-											OR substr(x.t, 1, 4)::integer % 400 = 0) THEN 29
-								  ELSE 28 END
-					THEN CASE WHEN x.t ~ '(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN x.t::timestamptz
-							  ELSE timezone('UTC', x.t::timestamp) END
-					ELSE 'infinity' END AS ts
-		  FROM (SELECT k, v, btrim(v #>> '{}') AS t
-				  FROM (VALUES (1, u.doc->'created_at'), (2, u.doc->'paid_at'), (3, c.p->'paid_at')) AS y(k, v)
-				OFFSET 0) x
-	  ) x
-  ) tt
-  -- Lines: goods and line discounts, each line checked as intake_normalize does.
-  CROSS JOIN LATERAL (
-	SELECT count(*) > 0 AND bool_and(ln.ok) AS ok,
-		   0 + sum(ln.price * ln.qty) AS goods,
-		   0 + sum(ln.ldisc) AS line_disc,
-		   jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-			   'line_no', e.i, 'sku', ln.sku, 'platform_sku', ln.psku, 'name', left(ln.name, 500),
-			   'qty', ln.qty, 'unit_price', ln.price, 'discount', ln.ldisc)) ORDER BY e.i) AS lines
-	  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(u.doc->'lines') = 'array' THEN u.doc->'lines' ELSE '[]' END)
-		   WITH ORDINALITY AS e(l, i),
-		   LATERAL (
-			SELECT coalesce(jsonb_typeof(e.l) = 'object'
-							AND coalesce(jsonb_typeof(e.l->'sku') IN ('string', 'number', 'null'), true)
-							AND coalesce(jsonb_typeof(e.l->'platform_sku') IN ('string', 'number', 'null'), true)
-							AND coalesce(jsonb_typeof(e.l->'name') IN ('string', 'number', 'null'), true)
-							AND (x.sku IS NOT NULL OR x.psku IS NOT NULL)
-							AND x.qty IS NOT NULL AND x.price >= 0 AND x.ldisc >= 0
-							AND x.ldisc <= x.price * x.qty, false) AS ok,
-				   x.*
-			  FROM (SELECT CASE WHEN jsonb_typeof(e.l->'sku') IN ('string', 'number') THEN nullif(btrim(e.l->'sku' #>> '{}', E' \t\r\n'), '') END AS sku,
-						   CASE WHEN jsonb_typeof(e.l->'platform_sku') IN ('string', 'number') THEN nullif(btrim(e.l->'platform_sku' #>> '{}', E' \t\r\n'), '') END AS psku,
-						   CASE WHEN jsonb_typeof(e.l->'name') IN ('string', 'number') THEN nullif(btrim(e.l->'name' #>> '{}', E' \t\r\n'), '') END AS name,
-						   CASE WHEN jsonb_typeof(e.l->'qty') IN ('number', 'string')
-									 AND btrim(e.l->>'qty') ~ '^[0-9]{1,9}$'
-									 AND btrim(e.l->>'qty')::integer <> 0
-								THEN btrim(e.l->>'qty')::integer END AS qty,
-						   coalesce(a.m[1], -1) AS price,
-						   coalesce(a.m[2], 0) AS ldisc
-					  FROM (SELECT array_agg(CASE WHEN mv IS NULL OR jsonb_typeof(mv) = 'null' THEN NULL
-				  WHEN jsonb_typeof(mv) IN ('number', 'string')
-					   AND btrim(mv #>> '{}') ~ '^[0-9]{1,12}(\.[0-9]+)?$'
-					   AND btrim(mv #>> '{}')::numeric = round(btrim(mv #>> '{}')::numeric, 2)
-				  THEN round(btrim(mv #>> '{}')::numeric, 2)
-				  ELSE -1 END ORDER BY y.i) AS m
-							  FROM unnest(ARRAY[e.l->'unit_price', e.l->'discount']) WITH ORDINALITY AS y(mv, i)) a
-				   ) x
-		   ) ln
-  ) l
-  -- Order amounts (orderflow.intake_money).
-  CROSS JOIN LATERAL (
-	SELECT coalesce(a.m[1], 0) AS ship, coalesce(a.m[2], 0) AS tax, a.m[3] AS stated, a.m[4] AS pay_amt
-	  FROM (SELECT array_agg(CASE WHEN mv IS NULL OR jsonb_typeof(mv) = 'null' THEN NULL
-				  WHEN jsonb_typeof(mv) IN ('number', 'string')
-					   AND btrim(mv #>> '{}') ~ '^[0-9]{1,12}(\.[0-9]+)?$'
-					   AND btrim(mv #>> '{}')::numeric = round(btrim(mv #>> '{}')::numeric, 2)
-				  THEN round(btrim(mv #>> '{}')::numeric, 2)
-				  ELSE -1 END ORDER BY y.i) AS m
-			  FROM unnest(ARRAY[u.doc->'shipping_fee', u.doc->'tax', u.doc->'total', c.p->'amount'])
-				   WITH ORDINALITY AS y(mv, i)) a
-  ) m0
-  -- Order discounts, on the goods net of line discounts.
-  CROSS JOIN LATERAL (
-	SELECT (NOT u.doc ? 'discounts' OR jsonb_typeof(u.doc->'discounts') IN ('array', 'null'))
-		   AND coalesce(bool_and(dd.ok), true) AS ok,
-		   0 + coalesce(sum(dd.amt) FILTER (WHERE NOT dd.alloc), 0) AS order_disc,
-		   coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-			   'kind', dd.kind, 'code', left(dd.code, 200), 'description', left(dd.descr, 500),
-			   'threshold', dd.thr, 'per_step', dd.per_step, 'percent', dd.pct, 'amount', dd.amt,
-			   'allocated', dd.alloc)) ORDER BY e.i), '[]') AS discounts
-	  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(u.doc->'discounts') = 'array' THEN u.doc->'discounts'
-									 ELSE '[]' END) WITH ORDINALITY AS e(d, i),
-		   LATERAL (
-			SELECT coalesce(jsonb_typeof(e.d) = 'object'
-							AND coalesce(jsonb_typeof(e.d->'kind') IN ('string', 'number', 'null'), true)
-							AND coalesce(jsonb_typeof(e.d->'code') IN ('string', 'number', 'null'), true)
-							AND coalesce(jsonb_typeof(e.d->'description') IN ('string', 'number', 'null'), true)
-							AND (NOT e.d ? 'per_step' OR jsonb_typeof(e.d->'per_step') = 'boolean')
-							AND (NOT e.d ? 'allocated' OR jsonb_typeof(e.d->'allocated') = 'boolean')
-							AND CASE WHEN k.kind IN ('coupon', 'platform') THEN k.amt_in >= 0
-									 WHEN k.kind = 'threshold' THEN k.thr > 0 AND k.amt_in >= 0
-									 WHEN k.kind = 'percent' THEN k.pct >= 0 AND k.pct <= 100
-									 ELSE false END, false) AS ok,
-				   k.kind, k.code, k.descr, k.per_step, k.alloc,
-				   CASE WHEN k.kind = 'threshold' THEN k.thr END AS thr,
-				   CASE WHEN k.kind = 'percent' THEN k.pct END AS pct,
-				   CASE WHEN k.kind IN ('coupon', 'platform') THEN k.amt_in
-						WHEN k.kind = 'threshold' AND k.thr > 0 THEN
-							CASE WHEN l.goods - l.line_disc < k.thr THEN 0
-								 WHEN k.per_step THEN k.amt_in * floor((l.goods - l.line_disc) / k.thr)
-								 ELSE k.amt_in END
-						WHEN k.kind = 'percent' THEN round((l.goods - l.line_disc) * k.pct / 100, 2)
-				   END AS amt
-			  FROM (SELECT CASE WHEN jsonb_typeof(e.d->'kind') IN ('string', 'number') THEN nullif(btrim(e.d->'kind' #>> '{}', E' \t\r\n'), '') END AS kind,
-						   CASE WHEN jsonb_typeof(e.d->'code') IN ('string', 'number') THEN nullif(btrim(e.d->'code' #>> '{}', E' \t\r\n'), '') END AS code,
-						   CASE WHEN jsonb_typeof(e.d->'description') IN ('string', 'number') THEN nullif(btrim(e.d->'description' #>> '{}', E' \t\r\n'), '') END AS descr,
-						   coalesce(CASE WHEN jsonb_typeof(e.d->'per_step') = 'boolean'
-										 THEN (e.d->>'per_step')::boolean END, false) AS per_step,
-						   coalesce(CASE WHEN jsonb_typeof(e.d->'allocated') = 'boolean'
-										 THEN (e.d->>'allocated')::boolean END, false) AS alloc,
-						   coalesce(a.m[1], -1) AS amt_in, coalesce(a.m[2], -1) AS thr, coalesce(a.m[3], -1) AS pct
-					  FROM (SELECT array_agg(CASE WHEN mv IS NULL OR jsonb_typeof(mv) = 'null' THEN NULL
-				  WHEN jsonb_typeof(mv) IN ('number', 'string')
-					   AND btrim(mv #>> '{}') ~ '^[0-9]{1,12}(\.[0-9]+)?$'
-					   AND btrim(mv #>> '{}')::numeric = round(btrim(mv #>> '{}')::numeric, 2)
-				  THEN round(btrim(mv #>> '{}')::numeric, 2)
-				  ELSE -1 END ORDER BY y.i) AS m
-							  FROM unnest(ARRAY[e.d->'amount', e.d->'threshold', e.d->'percent'])
-								   WITH ORDINALITY AS y(mv, i)) a
-				   ) k
-		   ) dd
-  ) dc
-  CROSS JOIN LATERAL (
-	SELECT m0.ship, m0.tax, m0.stated, m0.pay_amt,
-		   l.goods - l.line_disc - dc.order_disc + m0.ship + m0.tax AS computed
-  ) m
 $$;
 COMMENT ON FUNCTION orderflow.intake_normalize_set(jsonb[]) IS
 	'orderflow.intake_normalize for an array of generic order documents in one query: per array position, the same normalized document, or NULL where the document is not one it can vouch for (then orderflow.intake_normalize decides)';
+
 -- Creates the orders of a run of new generic payloads with a handful of
 -- set-based statements: orders (through the state trigger, which checks
 -- and audits each one), lines, discounts, payments, intake records and the
 -- screening exceptions, then marks the inbox rows done.  ids and docs are
 -- the inbox rows, in sync order, and their normalized documents
--- (orderflow.intake_normalize_set), each a new order with a valid total.
+-- (orderflow.intake_normalize_generic), each a new order with a valid total.
 -- A payload is left pending (for the per-payload path) when another sync
 -- holds its order's lock slot, when its order exists by now, or when a
 -- newer payload of the order waits.  Returns the inbox ids it applied.
 -- The caller runs it in a subtransaction: an error leaves every payload of
 -- the run to the per-payload path.
+--
+-- Documents are read where they are needed, as docs[seq], so that the
+-- rows sorted, hashed and materialized below stay narrow.  A subscript
+-- costs the same wherever it points only while docs is the expanded array
+-- of the PL/pgSQL variable: a custom plan would fold it into a constant
+-- (a flat array, where finding an element means walking to it), hence
+-- generic plans.  JIT is off: compiling this statement takes longer than
+-- running it.
 CREATE FUNCTION orderflow.intake_insert_new(ids bigint[], docs jsonb[])
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 DECLARE
 	locked boolean[];
@@ -1735,13 +1514,11 @@ DECLARE
 BEGIN
 	-- The lock slots of orderflow.intake_apply, taken before the statement
 	-- that checks the orders, so that it sees what another sync committed.
-	-- (A flag per position: big jsonb arrays are passed on as they came,
-	-- unnesting a jsonb[] built in a variable costs more per element.)
 	SELECT array_agg(CASE WHEN i.status OPERATOR(pg_catalog.=) 'pending'
 						 THEN pg_try_advisory_xact_lock(2037411654,
-								(hashtext(i.shop_id || ':' || (u.n->>'order_no')) OPERATOR(pg_catalog.&) 511))
+								(hashtext(i.shop_id || ':' || (docs[u.seq::integer]->>'order_no')) OPERATOR(pg_catalog.&) 511))
 						 ELSE false END ORDER BY u.seq) INTO locked
-	  FROM unnest(ids, docs) WITH ORDINALITY AS u(id, n, seq)
+	  FROM unnest(ids) WITH ORDINALITY AS u(id, seq)
 	  LEFT JOIN orderflow.inbox i ON i.id OPERATOR(pg_catalog.=) u.id;
 	IF NOT true = ANY (locked) THEN
 		RETURN '{}';
@@ -1749,63 +1526,74 @@ BEGIN
 
 	-- Every join below is with a table (by key) or a function of the row;
 	-- never one run-sized set with another, whose sizes the planner can
-	-- only guess (a nested loop over two of them is quadratic).
+	-- only guess (a nested loop over two of them is quadratic).  src is
+	-- materialized in sync order, and the statements that write orders and
+	-- lines read it (and ln) in that order.
 	WITH src AS MATERIALIZED (
-		-- The run's new orders, their ids drawn in sync order, their lines
-		-- with SKUs resolved (orderflow.resolve_sku, inline).
-		SELECT r.*, nextval('orderflow.orders_id_seq') AS order_id,
-			   (r.n->>'created_at')::timestamptz AS created_at,
-			   r.n #>> '{receiver,name}' AS receiver_name, r.n #>> '{receiver,phone}' AS receiver_phone,
-			   r.n #>> '{receiver,address}' AS receiver_address
-		  FROM (SELECT u.seq, u.n, i.id AS inbox_id, i.shop_id, u.n->>'order_no' AS ono, u.n->>'status' AS st,
-					   s.platform, s.currency AS shop_currency, s.payment_timeout,
-					   coalesce((s.settings->>'duplicate_window')::interval, '24 hours') AS win,
-					   rl.lines
-				  FROM unnest(ids, docs, locked) WITH ORDINALITY AS u(id, n, locked, seq)
+		-- The run's new orders, their ids drawn in sync order.
+		SELECT r.*, nextval('orderflow.orders_id_seq') AS order_id
+		  FROM (SELECT u.seq::integer AS seq, i.id AS inbox_id, i.shop_id, u.ono,
+					   docs[u.seq::integer]->>'status' AS st,
+					   (docs[u.seq::integer]->>'created_at')::timestamptz AS created_at,
+					   docs[u.seq::integer] #>> '{receiver,name}' AS receiver_name,
+					   docs[u.seq::integer] #>> '{receiver,phone}' AS receiver_phone,
+					   docs[u.seq::integer] #>> '{receiver,address}' AS receiver_address,
+					   s.platform, s.currency AS shop_currency, s.payment_timeout
+				  FROM (SELECT u.*, docs[u.seq::integer]->>'order_no' AS ono
+						  FROM unnest(ids, locked) WITH ORDINALITY AS u(id, locked, seq)) u
 				  JOIN orderflow.inbox i ON i.id OPERATOR(pg_catalog.=) u.id
 				  JOIN orderflow.shops s ON s.id OPERATOR(pg_catalog.=) i.shop_id
-				  CROSS JOIN LATERAL (
-					SELECT jsonb_agg(jsonb_build_object(
-							'line_no', x.line_no, 'sku', x.sku, 'platform_sku', x.platform_sku, 'name', x.name,
-							'qty', x.qty, 'unit_price', x.unit_price, 'discount', x.discount,
-							'our_sku', coalesce(
-								(SELECT m.sku FROM orderflow.sku_map m
-								  WHERE m.platform OPERATOR(pg_catalog.=) s.platform
-									AND (m.shop_id OPERATOR(pg_catalog.=) i.shop_id OR m.shop_id IS NULL)
-									AND m.platform_sku OPERATOR(pg_catalog.=) x.platform_sku
-								  ORDER BY m.shop_id NULLS LAST LIMIT 1),
-								(SELECT m.sku FROM orderflow.sku_map m
-								  WHERE m.platform OPERATOR(pg_catalog.=) s.platform
-									AND (m.shop_id OPERATOR(pg_catalog.=) i.shop_id OR m.shop_id IS NULL)
-									AND m.platform_sku OPERATOR(pg_catalog.=) x.sku
-								  ORDER BY m.shop_id NULLS LAST LIMIT 1),
-								(SELECT k.code FROM orderflow.skus k WHERE k.code OPERATOR(pg_catalog.=) x.sku)))
-							ORDER BY x.line_no) AS lines
-					  FROM jsonb_to_recordset(u.n->'lines')
-						   AS x(line_no integer, sku text, platform_sku text, name text, qty integer,
-								unit_price numeric, discount numeric)
-				  ) rl
 				 WHERE u.locked AND i.status OPERATOR(pg_catalog.=) 'pending'
 				   AND NOT EXISTS (SELECT FROM orderflow.orders o
 									WHERE o.shop_id OPERATOR(pg_catalog.=) i.shop_id
-									  AND o.order_no OPERATOR(pg_catalog.=) (u.n->>'order_no'))
+									  AND o.order_no OPERATOR(pg_catalog.=) u.ono)
 				   AND NOT EXISTS (SELECT FROM orderflow.inbox x
 									WHERE x.shop_id OPERATOR(pg_catalog.=) i.shop_id
-									  AND x.order_no OPERATOR(pg_catalog.=) (u.n->>'order_no')
+									  AND x.order_no OPERATOR(pg_catalog.=) u.ono
 									  AND x.status OPERATOR(pg_catalog.=) 'pending'
 									  AND x.id OPERATOR(pg_catalog.<>) i.id)
 				 ORDER BY u.seq) r
-	), o AS MATERIALIZED (
-		-- ... and the fingerprint of their lines, as intake_write_details makes it.
-		SELECT src.*, g.sig
+	), ln AS MATERIALIZED (
+		-- Their lines, SKUs resolved as orderflow.resolve_sku does (the
+		-- mapping lookups only when there are mappings at all), in the
+		-- same order.
+		SELECT src.seq, src.order_id, src.shop_id, src.inbox_id, src.platform,
+			   x.line_no, x.sku, x.platform_sku, x.name, x.qty, x.unit_price, x.discount,
+			   coalesce(
+				   CASE WHEN EXISTS (SELECT FROM orderflow.sku_map) THEN coalesce(
+					   (SELECT m.sku FROM orderflow.sku_map m
+						 WHERE m.platform OPERATOR(pg_catalog.=) src.platform
+						   AND (m.shop_id OPERATOR(pg_catalog.=) src.shop_id OR m.shop_id IS NULL)
+						   AND m.platform_sku OPERATOR(pg_catalog.=) x.platform_sku
+						 ORDER BY m.shop_id NULLS LAST LIMIT 1),
+					   (SELECT m.sku FROM orderflow.sku_map m
+						 WHERE m.platform OPERATOR(pg_catalog.=) src.platform
+						   AND (m.shop_id OPERATOR(pg_catalog.=) src.shop_id OR m.shop_id IS NULL)
+						   AND m.platform_sku OPERATOR(pg_catalog.=) x.sku
+						 ORDER BY m.shop_id NULLS LAST LIMIT 1)) END,
+				   (SELECT k.code FROM orderflow.skus k WHERE k.code OPERATOR(pg_catalog.=) x.sku)) AS our_sku
 		  FROM src
-		 CROSS JOIN LATERAL (
-			SELECT md5(string_agg(k.k || '*' || k.q, ',' ORDER BY k.k)) AS sig
-			  FROM (SELECT coalesce('s:' || (x->>'our_sku'), 'p:' || coalesce(x->>'platform_sku', x->>'sku')) AS k,
-						   sum((x->>'qty')::integer) AS q
-					  FROM jsonb_array_elements(src.lines) x
-					 GROUP BY 1) k
-		 ) g
+		 CROSS JOIN LATERAL jsonb_to_recordset(docs[src.seq]->'lines')
+				AS x(line_no integer, sku text, platform_sku text, name text, qty integer,
+					 unit_price numeric, discount numeric)
+	), o AS MATERIALIZED (
+		-- Each order with the fingerprint of its lines, as
+		-- intake_write_details makes it (aggregated from ln, which carries
+		-- what the intake record needs; the rest is read from the document).
+		SELECT g.seq, g.order_id, g.shop_id, g.inbox_id, g.platform, g.sig,
+			   docs[g.seq]->>'order_no' AS ono,
+			   (docs[g.seq]->>'created_at')::timestamptz AS created_at,
+			   docs[g.seq] #>> '{receiver,phone}' AS receiver_phone,
+			   coalesce((s.settings->>'duplicate_window')::interval, '24 hours') AS win
+		  FROM (SELECT k.seq, k.order_id, k.shop_id, k.inbox_id, k.platform,
+					   md5(string_agg(k.k || '*' || k.q, ',' ORDER BY k.k)) AS sig
+				  FROM (SELECT ln.seq, ln.order_id, ln.shop_id, ln.inbox_id, ln.platform,
+							   coalesce('s:' || ln.our_sku, 'p:' || coalesce(ln.platform_sku, ln.sku)) AS k,
+							   sum(ln.qty) AS q
+						  FROM ln
+						 GROUP BY 1, 2, 3, 4, 5, 6) k
+				 GROUP BY 1, 2, 3, 4, 5) g
+		  JOIN orderflow.shops s ON s.id OPERATOR(pg_catalog.=) g.shop_id
 	), ins AS (
 		-- The audit reason names each order's payload: set_config runs as
 		-- each row is built, just before the trigger fires for it.
@@ -1819,47 +1607,48 @@ BEGIN
 			   CASE WHEN set_config('orderflow.reason', format('intake: %s payload %s', r.platform, r.inbox_id), true)
 						 IS NOT NULL THEN r.ono END,
 			   CASE WHEN r.st OPERATOR(pg_catalog.=) 'paid' THEN 'paid' ELSE 'pending_payment' END::orderflow.order_state,
-			   coalesce(r.n->>'currency', r.shop_currency),
-			   (r.n->>'goods_amount')::numeric, (r.n->>'discount_amount')::numeric,
-			   (r.n->>'shipping_fee')::numeric, (r.n->>'total')::numeric, (r.n->>'paid_amount')::numeric,
-			   (r.n->>'allow_split')::boolean, r.n #>> '{buyer,id}', r.n #>> '{buyer,name}', r.n #>> '{buyer,phone}',
-			   r.receiver_name, r.receiver_phone, r.n #>> '{receiver,country}',
-			   r.n #>> '{receiver,province}', r.n #>> '{receiver,city}', r.n #>> '{receiver,district}',
-			   r.receiver_address, r.n #>> '{receiver,postcode}', r.n->>'note', r.n->>'seller_note',
-			   r.n #>> '{payment,method}', r.created_at,
-			   CASE WHEN r.st OPERATOR(pg_catalog.<>) 'pending_payment' THEN (r.n->>'paid_at')::timestamptz END,
+			   coalesce(d.n->>'currency', r.shop_currency),
+			   (d.n->>'goods_amount')::numeric, (d.n->>'discount_amount')::numeric,
+			   (d.n->>'shipping_fee')::numeric, (d.n->>'total')::numeric, (d.n->>'paid_amount')::numeric,
+			   (d.n->>'allow_split')::boolean, d.n #>> '{buyer,id}', d.n #>> '{buyer,name}', d.n #>> '{buyer,phone}',
+			   r.receiver_name, r.receiver_phone, d.n #>> '{receiver,country}',
+			   d.n #>> '{receiver,province}', d.n #>> '{receiver,city}', d.n #>> '{receiver,district}',
+			   r.receiver_address, d.n #>> '{receiver,postcode}', d.n->>'note', d.n->>'seller_note',
+			   d.n #>> '{payment,method}', r.created_at,
+			   CASE WHEN r.st OPERATOR(pg_catalog.<>) 'pending_payment' THEN (d.n->>'paid_at')::timestamptz END,
 			   CASE WHEN r.st OPERATOR(pg_catalog.=) 'pending_payment'
 					THEN r.created_at OPERATOR(pg_catalog.+) r.payment_timeout END
 		  FROM src r
-		 ORDER BY r.seq
+		 CROSS JOIN LATERAL (SELECT docs[r.seq] AS n) d
 	), ins_lines AS (
 		INSERT INTO orderflow.order_lines (order_id, line_no, sku, platform_sku, name, qty, unit_price, discount)
-		SELECT src.order_id, x.line_no, x.our_sku, coalesce(x.platform_sku, x.sku), x.name, x.qty, x.unit_price, x.discount
-		  FROM src, jsonb_to_recordset(src.lines)
-					AS x(line_no integer, sku text, platform_sku text, name text, qty integer,
-						 unit_price numeric, discount numeric, our_sku text)
+		SELECT ln.order_id, ln.line_no, ln.our_sku, coalesce(ln.platform_sku, ln.sku), ln.name, ln.qty,
+			   ln.unit_price, ln.discount
+		  FROM ln
 	), ins_discounts AS (
 		INSERT INTO orderflow.order_discounts (order_id, seq, kind, code, description, threshold,
 											   per_step, percent, amount, allocated)
 		SELECT src.order_id, x.ord::integer, x.d->>'kind', x.d->>'code', x.d->>'description',
 			   (x.d->>'threshold')::numeric, (x.d->>'per_step')::boolean, (x.d->>'percent')::numeric,
 			   (x.d->>'amount')::numeric, (x.d->>'allocated')::boolean
-		  FROM src, jsonb_array_elements(src.n->'discounts') WITH ORDINALITY AS x(d, ord)
+		  FROM src, jsonb_array_elements(docs[src.seq]->'discounts') WITH ORDINALITY AS x(d, ord)
 	), ins_payments AS (
 		INSERT INTO orderflow.order_payments (order_id, seq, method, amount, transaction_id, paid_at)
-		SELECT src.order_id, 1, src.n #>> '{payment,method}', (src.n->>'paid_amount')::numeric,
-			   src.n #>> '{payment,transaction_id}',
-			   coalesce((src.n #>> '{payment,paid_at}')::timestamptz, (src.n->>'paid_at')::timestamptz)
+		SELECT src.order_id, 1, d.n #>> '{payment,method}', (d.n->>'paid_amount')::numeric,
+			   d.n #>> '{payment,transaction_id}',
+			   coalesce((d.n #>> '{payment,paid_at}')::timestamptz, (d.n->>'paid_at')::timestamptz)
 		  FROM src
-		 WHERE src.n ? 'payment' AND (src.n->>'paid_amount')::numeric OPERATOR(pg_catalog.>) 0
+		 CROSS JOIN LATERAL (SELECT docs[src.seq] AS n) d
+		 WHERE d.n ? 'payment' AND (d.n->>'paid_amount')::numeric OPERATOR(pg_catalog.>) 0
 	), ins_intake AS (
 		INSERT INTO orderflow.intake_orders (order_id, shop_id, platform, inbox_id, platform_ref, doc_hash,
 											 content_hash, tax_amount, computed_total, lines_signature)
-		SELECT o.order_id, o.shop_id, o.platform, o.inbox_id, o.n->>'platform_ref',
-			   sha256(convert_to(o.n::text, 'UTF8')),
-			   sha256(convert_to((o.n OPERATOR(pg_catalog.-) ARRAY['status', 'paid_at', 'payment', 'paid_amount'])::text, 'UTF8')),
-			   (o.n->>'tax')::numeric, (o.n->>'computed_total')::numeric, o.sig
+		SELECT o.order_id, o.shop_id, o.platform, o.inbox_id, d.n->>'platform_ref',
+			   sha256(convert_to(d.n::text, 'UTF8')),
+			   sha256(convert_to((d.n OPERATOR(pg_catalog.-) ARRAY['status', 'paid_at', 'payment', 'paid_amount'])::text, 'UTF8')),
+			   (d.n->>'tax')::numeric, (d.n->>'computed_total')::numeric, o.sig
 		  FROM o
+		 CROSS JOIN LATERAL (SELECT docs[o.seq] AS n) d
 	), twins AS (
 		-- Suspected duplicates: same shop, receiver phone and lines
 		-- signature, created within the shop's window, not cancelled; among
@@ -1893,24 +1682,21 @@ BEGIN
 		-- with the orders that existed before the run and with those of the
 		-- run that come before it, as the per-payload path would see them.
 		-- Exceptions are numbered in that order too (order, then kind).
-		SELECT o.seq, 1 AS step, 'missing_contact' AS kind, o.order_id, o.shop_id,
+		SELECT src.seq, 1 AS step, 'missing_contact' AS kind, src.order_id, src.shop_id,
 			   jsonb_build_object('missing', to_jsonb(array_remove(ARRAY[
-				   CASE WHEN o.receiver_name IS NULL THEN 'receiver name' END,
-				   CASE WHEN o.receiver_phone IS NULL THEN 'receiver phone' END,
-				   CASE WHEN o.receiver_address IS NULL THEN 'receiver address' END], NULL))) AS detail
-		  FROM o
-		 WHERE o.receiver_name IS NULL OR o.receiver_phone IS NULL OR o.receiver_address IS NULL
+				   CASE WHEN src.receiver_name IS NULL THEN 'receiver name' END,
+				   CASE WHEN src.receiver_phone IS NULL THEN 'receiver phone' END,
+				   CASE WHEN src.receiver_address IS NULL THEN 'receiver address' END], NULL))) AS detail
+		  FROM src
+		 WHERE src.receiver_name IS NULL OR src.receiver_phone IS NULL OR src.receiver_address IS NULL
 		UNION ALL
-		SELECT o.seq, 2, 'unknown_sku', o.order_id, o.shop_id, jsonb_build_object('lines', u.lines)
-		  FROM o
-		 CROSS JOIN LATERAL (
-			SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-					   'line_no', x->'line_no', 'sku', x->'sku',
-					   'platform_sku', coalesce(x->>'platform_sku', x->>'sku'))) ORDER BY (x->>'line_no')::integer) AS lines
-			  FROM jsonb_array_elements(o.lines) x
-			 WHERE jsonb_typeof(x->'our_sku') OPERATOR(pg_catalog.=) 'null'
-		 ) u
-		 WHERE u.lines IS NOT NULL
+		SELECT ln.seq, 2, 'unknown_sku', ln.order_id, ln.shop_id,
+			   jsonb_build_object('lines', jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+				   'line_no', ln.line_no, 'sku', ln.sku, 'platform_sku', coalesce(ln.platform_sku, ln.sku)))
+				   ORDER BY ln.line_no))
+		  FROM ln
+		 WHERE ln.our_sku IS NULL
+		 GROUP BY ln.seq, ln.order_id, ln.shop_id
 		UNION ALL
 		SELECT t.seq, 4, 'suspected_duplicate', t.order_id, t.shop_id,
 			   jsonb_build_object('similar_orders', jsonb_agg(jsonb_build_object('order_id', t.id, 'order_no', t.order_no)
@@ -2136,10 +1922,14 @@ CREATE FUNCTION orderflow.sync(max_orders integer DEFAULT 10000,
 RETURNS record
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
-	g record;
+	r record;
 	ib orderflow.inbox;
+	run_ids bigint[] := '{}';
+	run_docs jsonb[] := '{}';
+	one_ids bigint[];
 	applied bigint[];
 	res text;
 	msg text;
@@ -2154,72 +1944,84 @@ BEGIN
 	-- Paid orders first, then in arrival order.  Rows another sync holds are
 	-- skipped, so overlapping runs share the work and never apply a payload twice.
 	--
-	-- The batch is taken in that order and cut into groups, applied one
-	-- after the other: a run of consecutive payloads that create new orders
-	-- from the generic format (shop with the built-in generic adapter, no
-	-- order and no other waiting payload of the order number, a document
-	-- orderflow.intake_normalize_set vouches for, status paid or
+	-- The batch is taken in that order and applied in that order: a run of
+	-- consecutive payloads that create new orders from the generic format
+	-- (shop with the built-in generic adapter, no order and no other
+	-- waiting payload of the order number, a document
+	-- orderflow.intake_normalize_generic vouches for, status paid or
 	-- pending_payment, stated total equal to the recomputed one) is applied
 	-- set-based by orderflow.intake_insert_new; every other payload alone,
 	-- by orderflow.intake_apply in a subtransaction.  Keeping the order
 	-- means screening sees the same earlier orders either way.
-	FOR g IN
+	--
+	-- The whole batch is claimed (and checked) before the first row comes
+	-- back; the documents are normalized after the batch is sorted, so no
+	-- sort carries them.  A last row with a NULL id ends the last run.
+	FOR r IN
 		WITH claim AS MATERIALIZED (
-			SELECT i.id, i.shop_id, i.order_no, i.paid, i.payload
+			SELECT i.id, i.shop_id, i.order_no, i.paid
 			  FROM orderflow.inbox i
 			 WHERE i.status = 'pending'
 			 ORDER BY i.paid DESC, i.id
 			 LIMIT max_orders
 			 FOR UPDATE SKIP LOCKED
-		), b AS MATERIALIZED (
-			SELECT row_number() OVER (ORDER BY c.paid DESC, c.id) AS seq, c.id, c.order_no, c.payload,
-				   a.adapter OPERATOR(pg_catalog.=) 'orderflow.adapter_generic(jsonb)'::regprocedure
-				   AND c.order_no IS NOT NULL
-				   AND NOT EXISTS (SELECT FROM orderflow.orders o
-									WHERE o.shop_id = c.shop_id AND o.order_no = c.order_no)
-				   AND NOT EXISTS (SELECT FROM orderflow.inbox x
-									WHERE x.shop_id = c.shop_id AND x.order_no = c.order_no
-									  AND x.status = 'pending' AND x.id <> c.id) AS candidate
-			  FROM claim c
-			  JOIN orderflow.shops s ON s.id = c.shop_id
-			  LEFT JOIN orderflow.adapters a ON a.platform = s.platform
-		), cand AS MATERIALIZED (
-			SELECT row_number() OVER (ORDER BY b.seq) AS k, b.seq, b.order_no, b.payload
-			  FROM b WHERE b.candidate
-		), norm AS (
-			SELECT cand.seq, ns.n
-			  FROM orderflow.intake_normalize_set((SELECT array_agg(cand.payload ORDER BY cand.k) FROM cand)) ns
-			  JOIN cand ON cand.k = ns.ord
-			 WHERE ns.n->>'order_no' = cand.order_no
-			   AND ns.n->>'status' IN ('paid', 'pending_payment')
-			   AND (NOT ns.n ? 'stated_total'
-					OR (ns.n->>'stated_total')::numeric = (ns.n->>'computed_total')::numeric)
-		), grouped AS (
-			SELECT b.seq, b.id, norm.n, norm.n IS NOT NULL AS setwise,
-				   count(*) FILTER (WHERE norm.n IS NULL) OVER (ORDER BY b.seq) AS grp
-			  FROM b LEFT JOIN norm ON norm.seq = b.seq
 		)
-		SELECT grouped.grp, grouped.setwise, array_agg(grouped.id ORDER BY grouped.seq) AS ids,
-			   array_agg(grouped.n ORDER BY grouped.seq) AS docs
-		  FROM grouped
-		 GROUP BY grouped.grp, grouped.setwise
-		 ORDER BY grouped.grp, grouped.setwise
+		(SELECT b.id, v.n
+		   FROM (SELECT c.id, c.paid, c.order_no,
+						a.adapter OPERATOR(pg_catalog.=) 'orderflow.adapter_generic(jsonb)'::regprocedure
+						AND c.order_no IS NOT NULL
+						AND NOT EXISTS (SELECT FROM orderflow.orders o
+										 WHERE o.shop_id = c.shop_id AND o.order_no = c.order_no)
+						AND NOT EXISTS (SELECT FROM orderflow.inbox x
+										 WHERE x.shop_id = c.shop_id AND x.order_no = c.order_no
+										   AND x.status = 'pending' AND x.id <> c.id) AS candidate
+				   FROM claim c
+				   JOIN orderflow.shops s ON s.id = c.shop_id
+				   LEFT JOIN orderflow.adapters a ON a.platform = s.platform
+				  ORDER BY c.paid DESC, c.id) b
+		   LEFT JOIN LATERAL (
+			 SELECT x.n
+			   FROM orderflow.inbox i
+			  CROSS JOIN LATERAL orderflow.intake_normalize_generic(i.payload) AS x(n)
+			  WHERE b.candidate AND i.id = b.id
+				AND x.n->>'order_no' = b.order_no
+				AND x.n->>'status' IN ('paid', 'pending_payment')
+				AND (NOT x.n ? 'stated_total'
+					 OR (x.n->>'stated_total')::numeric = (x.n->>'computed_total')::numeric)
+		   ) v ON true
+		  ORDER BY b.paid DESC, b.id)
+		UNION ALL
+		SELECT NULL, NULL
 	LOOP
-		IF g.setwise THEN
+		IF r.n IS NOT NULL THEN
+			run_ids := run_ids || r.id;
+			run_docs := run_docs || r.n;
+			CONTINUE;
+		END IF;
+		-- The run before this payload, then the payload.
+		one_ids := '{}';
+		IF cardinality(run_ids) > 0 THEN
 			BEGIN
-				applied := orderflow.intake_insert_new(g.ids, g.docs);
+				applied := orderflow.intake_insert_new(run_ids, run_docs);
 			EXCEPTION WHEN OTHERS THEN
 				-- e.g. an order inserted meanwhile by someone else: each
 				-- payload of the run goes the per-payload way instead.
 				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, code = RETURNED_SQLSTATE;
 				RAISE LOG 'orderflow.sync: applying % payloads one by one after error % in the set-based run: %',
-					cardinality(g.ids), code, msg;
+					cardinality(run_ids), code, msg;
 				applied := '{}';
 			END;
 			new := new + cardinality(applied);
-			CONTINUE WHEN cardinality(applied) = cardinality(g.ids);
+			IF cardinality(applied) < cardinality(run_ids) THEN
+				one_ids := run_ids;
+			END IF;
+			run_ids := '{}';
+			run_docs := '{}';
 		END IF;
-		FOR ib IN SELECT i.* FROM unnest(g.ids) WITH ORDINALITY AS u(id, k)
+		IF r.id IS NOT NULL THEN
+			one_ids := one_ids || r.id;
+		END IF;
+		FOR ib IN SELECT i.* FROM unnest(one_ids) WITH ORDINALITY AS u(id, k)
 				   JOIN orderflow.inbox i ON i.id = u.id
 				  WHERE i.status = 'pending'
 				  ORDER BY u.k
@@ -2376,6 +2178,7 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.requeue(bigint),
 	orderflow.reconcile(bigint, text[], timestamptz, timestamptz),
 	orderflow.intake_apply(orderflow.inbox),
+	orderflow.intake_normalize_generic(jsonb),
 	orderflow.intake_normalize_set(jsonb[]),
 	orderflow.intake_insert_new(bigint[], jsonb[]),
 	orderflow.intake_normalize(jsonb),
