@@ -271,5 +271,10 @@ SELECT count(*) FROM allocate(:o14);
 SELECT r.order_id, b.code AS bin, r.qty, r.status FROM reservations r JOIN bins b ON b.id = r.bin_id
  WHERE r.order_id IN (:o13, :o14) ORDER BY r.order_id;
 
+-- An order of many lines: one row per line, each held where it was taken.
+SELECT pg_temp.new_order(9315, 'SK-15', array_fill('SK-OIL'::text, ARRAY[9]), array_fill(1, ARRAY[9])) AS o15 \gset
+SELECT * FROM allocate(:o15);
+SELECT count(*) AS holds, sum(qty) AS units FROM reservations WHERE order_id = :o15 AND status = 'held';
+
 -- Counters and ledger agree.
 SELECT * FROM check_stock();

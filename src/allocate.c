@@ -30,7 +30,6 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
@@ -98,6 +97,7 @@ static void
 PreparePlans(void)
 {
 	Oid			int8arg[1] = {INT8OID};
+	Oid			linesargs[2] = {INT8OID, TEXTOID};
 	Oid			cancelargs[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
 	Oid			updateargs[3] = {INT8OID, TEXTOID, InvalidOid};
 
@@ -114,16 +114,11 @@ PreparePlans(void)
 	updateargs[2] = OrderStateTypeOid();
 
 	/*
-	 * The order, locked; whether holds wait to be claimed under its number;
-	 * the warehouses to take from.  Run as the caller: row-level security
-	 * decides which orders the caller may allocate.
+	 * The order, locked, and the warehouses to take from.  Run as the caller:
+	 * row-level security decides which orders the caller may allocate.
 	 */
 	order_plan = Prepare("SELECT o.state, o.allocation_policy,"
 						 "       coalesce(o.allow_split, s.allow_split), o.order_no,"
-						 "       EXISTS (SELECT FROM orderflow.reservations r"
-						 "                WHERE r.ref OPERATOR(pg_catalog.=) o.order_no"
-						 "                  AND r.status OPERATOR(pg_catalog.=) 'held'"
-						 "                  AND r.order_id IS NULL),"
 						 "       ARRAY(SELECT w.code FROM orderflow.warehouses w"
 						 "              WHERE w.active ORDER BY w.priority, w.code)"
 						 "  FROM orderflow.orders o"
@@ -131,9 +126,14 @@ PreparePlans(void)
 						 " WHERE o.id OPERATOR(pg_catalog.=) $1"
 						 "   FOR UPDATE OF o",
 						 1, int8arg);
-	lines_plan = Prepare("SELECT x.line_no, x.sku, x.requested, x.held, x.need"
+	/* Its lines, and whether holds wait to be claimed under its number. */
+	lines_plan = Prepare("SELECT x.line_no, x.sku, x.requested, x.held, x.need,"
+						 "       EXISTS (SELECT FROM orderflow.reservations r"
+						 "                WHERE r.ref OPERATOR(pg_catalog.=) $2"
+						 "                  AND r.status OPERATOR(pg_catalog.=) 'held'"
+						 "                  AND r.order_id IS NULL)"
 						 "  FROM orderflow.line_needs($1) x",
-						 1, int8arg);
+						 2, linesargs);
 	cancel_plan = Prepare("SELECT orderflow.cancel_units($1, $2, $3, $4)",
 						  4, cancelargs);
 	update_plan = Prepare("UPDATE orderflow.orders"
@@ -191,8 +191,7 @@ LockOrder(int64 order_id, AllocOrder *o)
 	d = SPI_getbinval(tup, desc, 3, &isnull);
 	o->consent = !isnull && DatumGetBool(d);
 	o->order_no = TextColumn(tup, desc, 4);
-	o->has_checkout_holds = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-	d = SPI_getbinval(tup, desc, 6, &isnull);
+	d = SPI_getbinval(tup, desc, 5, &isnull);
 	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
 					  &codes, &codenulls, &o->nwarehouses);
 	o->warehouses = palloc(sizeof(char *) * (o->nwarehouses + 1));
@@ -201,19 +200,21 @@ LockOrder(int64 order_id, AllocOrder *o)
 }
 
 /*
- * The order's lines with what they hold, read after the order is locked
- * with a new snapshot (not read-only), so that changes made by whoever
- * held the lock before are seen.
+ * The order's lines with what they hold, and whether holds wait to be
+ * claimed under the order's number, read after the order is locked with a
+ * new snapshot (not read-only), so that changes made by whoever held the
+ * lock before are seen.
  */
 static AllocLine *
-ReadLines(int64 order_id, int *nlines)
+ReadLines(AllocOrder *o, int *nlines)
 {
-	Datum		args[1] = {Int64GetDatum(order_id)};
+	Datum		args[2] = {Int64GetDatum(o->id), CStringGetTextDatum(o->order_no)};
 	AllocLine  *lines;
 
 	if (SPI_execute_plan(lines_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "order line query failed");
 	*nlines = (int) SPI_processed;
+	o->has_checkout_holds = false;
 	lines = palloc0(sizeof(AllocLine) * (*nlines + 1));
 	for (int i = 0; i < *nlines; i++)
 	{
@@ -226,6 +227,7 @@ ReadLines(int64 order_id, int *nlines)
 		lines[i].requested = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 		lines[i].got = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 		lines[i].need = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		o->has_checkout_holds = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 		initStringInfo(&lines[i].where);
 	}
 	return lines;
@@ -294,7 +296,6 @@ PG_FUNCTION_INFO_V1(orderflow_allocate);
 Datum
 orderflow_allocate(PG_FUNCTION_ARGS)
 {
-	MemoryContext caller = CurrentMemoryContext;
 	TupleDesc	desc;
 	Tuplestorestate *tupstore;
 	AllocOrder	o;
@@ -318,9 +319,6 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PreparePlans();
-
-	/* Results outlive the SPI connection. */
-	MemoryContextSwitchTo(caller);
 	LockOrder(PG_GETARG_INT64(0), &o);
 
 	policy = ParsePolicy(!PG_ARGISNULL(1) ? text_to_cstring(PG_GETARG_TEXT_PP(1)) :
@@ -337,7 +335,7 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 	if (policy == POLICY_SPLIT && !o.consent)
 		policy = POLICY_WAIT;
 
-	lines = ReadLines(o.id, &nlines);
+	lines = ReadLines(&o, &nlines);
 
 	/* Holds placed at checkout under the platform order number come first. */
 	if (o.has_checkout_holds)
@@ -485,8 +483,11 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 		args[2] = OrderStateGetDatum(to_set ? to : o.state);
 		UpdateOrderWithReason(update_plan, args, NULL, o.id, reason);
 	}
-	SPI_finish();
 
+	/*
+	 * The lines live in SPI's memory, which SPI_finish frees; the tuplestore
+	 * keeps its own copy of each row.
+	 */
 	for (int i = 0; i < nlines; i++)
 	{
 		Datum		values[6];
@@ -502,5 +503,6 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 		values[5] = CStringGetTextDatum(Outcome(&lines[i], policy));
 		tuplestore_putvalues(tupstore, desc, values, nulls);
 	}
+	SPI_finish();
 	return (Datum) 0;
 }

@@ -1317,8 +1317,9 @@ orderflow_reserve(PG_FUNCTION_ARGS)
 
 /*
  * orderflow.hold(sku, warehouse, qty, ref, expires_at, order_id, line_no,
- *				  bin_id, lot_id, incoming): the primitive behind reserve and
- * allocate, for the extension's own functions.
+ *				  bin_id, lot_id, incoming): a hold with every detail given, for
+ * the extension's own functions (receive_stock holds incoming stock for
+ * back-orders with it).
  */
 PG_FUNCTION_INFO_V1(orderflow_hold);
 Datum

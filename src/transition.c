@@ -661,6 +661,9 @@ void
 UpdateOrderWithReason(SPIPlanPtr plan, Datum *args, const char *nulls,
 					  int64 order_id, const char *reason)
 {
+	const char *outer_reason = pending_reason;
+	int64		outer_order = pending_reason_order;
+
 	pending_reason = reason;
 	pending_reason_order = order_id;
 	PG_TRY();
@@ -670,7 +673,9 @@ UpdateOrderWithReason(SPIPlanPtr plan, Datum *args, const char *nulls,
 	}
 	PG_FINALLY();
 	{
-		pending_reason = NULL;
+		/* An update run by a trigger of another one leaves it its reason. */
+		pending_reason = outer_reason;
+		pending_reason_order = outer_order;
 	}
 	PG_END_TRY();
 }
