@@ -46,7 +46,9 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -156,6 +158,7 @@ static HTAB *counters = NULL;
 static HTAB *code_cache = NULL;
 static MemoryContext code_cache_cxt = NULL;
 static Oid	cached_incarnation = InvalidOid;
+static Oid	cached_hold_sequence = InvalidOid;
 static Oid	cached_bins_relid = InvalidOid;
 static Oid	cached_lots_relid = InvalidOid;
 static bool code_cache_valid = false;
@@ -705,6 +708,7 @@ CurrentIncarnation(void)
 		code_cache = hash_create("orderflow stock codes", 256, &info,
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		cached_incarnation = OrderflowRelid("reservations", false);
+		cached_hold_sequence = InvalidOid;
 		cached_bins_relid = OrderflowRelid("bins", false);
 		cached_lots_relid = OrderflowRelid("lots", false);
 		code_cache_valid = true;
@@ -882,57 +886,69 @@ RequirePositiveQty(int32 qty)
 }
 
 /*
- * Insert one hold row as the table owner; extra[] holds ref, expires_at,
- * order_id, line_no, bin_id, lot_id.  Returns its id.
+ * Hold rows are written straight into orderflow.reservations (see
+ * DirectInsert): the extension forms every row itself, with a positive
+ * quantity and status 'held', so its CHECK constraints hold by
+ * construction, and nothing else may write the table.
  */
+static const char *const hold_columns[] = {
+	"id", "sku_id", "warehouse_id", "qty", "status", "ref", "expires_at",
+	"order_id", "line_no", "bin_id", "lot_id", "created_at", "closed_at"
+};
+
+static void
+OpenHolds(DirectInsert * di)
+{
+	Oid			relid = CurrentIncarnation();
+
+	DirectInsertOpen(di, relid, hold_columns, lengthof(hold_columns));
+	if (!OidIsValid(cached_hold_sequence))
+#if PG_VERSION_NUM >= 170000
+		cached_hold_sequence = getIdentitySequence(di->rel, 1, false);
+#else
+		cached_hold_sequence = getIdentitySequence(relid, 1, false);
+#endif
+}
+
+/*
+ * Write one hold row; extra[] holds ref, expires_at, order_id, line_no,
+ * bin_id, lot_id.  Returns its id.
+ */
+static int64
+WriteHold(DirectInsert * di, int64 sku_id, int64 warehouse_id, int32 qty,
+		  const Datum *extra, const bool *extra_null)
+{
+	Datum		values[lengthof(hold_columns)];
+	bool		nulls[lengthof(hold_columns)];
+	int64		id = nextval_internal(cached_hold_sequence, false);
+
+	memset(nulls, false, sizeof(nulls));
+	values[0] = Int64GetDatum(id);
+	values[1] = Int64GetDatum(sku_id);
+	values[2] = Int64GetDatum(warehouse_id);
+	values[3] = Int32GetDatum(qty);
+	values[4] = CStringGetTextDatum("held");
+	for (int i = 0; i < 6; i++)
+	{
+		values[5 + i] = extra_null[i] ? (Datum) 0 : extra[i];
+		nulls[5 + i] = extra_null[i];
+	}
+	values[11] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	nulls[12] = true;
+	DirectInsertRow(di, values, nulls);
+	return id;
+}
+
+/* Record one hold; returns its id. */
 static int64
 InsertHoldRow(const CodeEntry *e, int32 qty, Datum *extra, const bool *extra_null)
 {
-	static SPIPlanPtr plan = NULL;
-	static uint64 plan_generation = 0;
-	Datum		values[9];
-	char		nulls[9];
-	Oid			save_userid;
-	int			save_sec_context;
-	bool		isnull;
+	DirectInsert di;
 	int64		id;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL || plan_generation != OrderflowCacheGeneration())
-	{
-		Oid			argtypes[9] = {INT8OID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID,
-		INT8OID, INT4OID, INT8OID, INT8OID};
-
-		if (plan)
-			SPI_freeplan(plan);
-		plan = SPI_prepare("INSERT INTO orderflow.reservations"
-						   " (sku_id, warehouse_id, qty, ref, expires_at, order_id, line_no, bin_id, lot_id)"
-						   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-						   9, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare reservation insert");
-		plan_generation = OrderflowCacheGeneration();
-	}
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(e->sku_id);
-	values[1] = Int64GetDatum(e->warehouse_id);
-	values[2] = Int32GetDatum(qty);
-	for (int i = 0; i < 6; i++)
-	{
-		values[3 + i] = extra_null[i] ? (Datum) 0 : extra[i];
-		if (extra_null[i])
-			nulls[3 + i] = 'n';
-	}
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	if (SPI_execute_plan(plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not record the reservation");
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
+	OpenHolds(&di);
+	id = WriteHold(&di, e->sku_id, e->warehouse_id, qty, extra, extra_null);
+	DirectInsertClose(&di);
 	return id;
 }
 
@@ -1180,97 +1196,26 @@ StockGiveBack(List *holds)
 	}
 }
 
-#define HOLDS_PER_INSERT 8
-
-/* INSERT of n hold rows of one order: $1 the order, then six per row. */
-static SPIPlanPtr
-HoldInsertPlan(int n)
-{
-	static SPIPlanPtr plans[HOLDS_PER_INSERT + 1];
-	static uint64 plan_generation = 0;
-	StringInfoData sql;
-	Oid			argtypes[1 + 6 * HOLDS_PER_INSERT];
-
-	if (plan_generation != OrderflowCacheGeneration())
-	{
-		for (int i = 1; i <= HOLDS_PER_INSERT; i++)
-		{
-			if (plans[i])
-				SPI_freeplan(plans[i]);
-			plans[i] = NULL;
-		}
-		plan_generation = OrderflowCacheGeneration();
-	}
-	if (plans[n] != NULL)
-		return plans[n];
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "INSERT INTO orderflow.reservations"
-						   " (order_id, sku_id, warehouse_id, qty, line_no, bin_id, lot_id) VALUES ");
-	argtypes[0] = INT8OID;
-	for (int i = 0; i < n; i++)
-	{
-		int			p = 2 + 6 * i;
-
-		appendStringInfo(&sql, "%s($1, $%d, $%d, $%d, $%d, $%d, $%d)",
-						 i > 0 ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, p + 5);
-		argtypes[p - 1] = INT8OID;
-		argtypes[p] = INT8OID;
-		argtypes[p + 1] = INT4OID;
-		argtypes[p + 2] = INT4OID;
-		argtypes[p + 3] = INT8OID;
-		argtypes[p + 4] = INT8OID;
-	}
-	plans[n] = SPI_prepare(sql.data, 1 + 6 * n, argtypes);
-	if (plans[n] == NULL || SPI_keepplan(plans[n]) != 0)
-		elog(ERROR, "could not prepare hold insert");
-	return plans[n];
-}
-
-/* Write planned holds of an order as reservation rows, a few per statement. */
+/* Write planned holds of an order as reservation rows. */
 void
 StockInsertHolds(List *holds, int64 order_id)
 {
-	Datum		args[1 + 6 * HOLDS_PER_INSERT];
-	char		nulls[1 + 6 * HOLDS_PER_INSERT];
-	Oid			save_userid;
-	int			save_sec_context;
-	int			n = 0;
+	DirectInsert di;
 	ListCell   *lc;
 
 	if (holds == NIL)
 		return;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	args[0] = Int64GetDatum(order_id);
-	nulls[0] = ' ';
+	OpenHolds(&di);
 	foreach(lc, holds)
 	{
 		StockHold  *h = (StockHold *) lfirst(lc);
-		int			p = 1 + 6 * n;
+		Datum		extra[6] = {0, 0, Int64GetDatum(order_id), Int32GetDatum(h->line_no),
+		Int64GetDatum(h->bin_id), Int64GetDatum(h->lot_id)};
+		bool		extra_null[6] = {true, true, false, false, h->lot_id == 0, h->lot_id == 0};
 
-		args[p] = Int64GetDatum(h->sku_id);
-		args[p + 1] = Int64GetDatum(h->warehouse_id);
-		args[p + 2] = Int32GetDatum(h->qty);
-		args[p + 3] = Int32GetDatum(h->line_no);
-		args[p + 4] = Int64GetDatum(h->bin_id);
-		args[p + 5] = Int64GetDatum(h->lot_id);
-		memset(nulls + p, ' ', 4);
-		nulls[p + 4] = nulls[p + 5] = h->lot_id == 0 ? 'n' : ' ';
-		n++;
-		if (n == HOLDS_PER_INSERT || lnext(holds, lc) == NULL)
-		{
-			if (SPI_execute_plan(HoldInsertPlan(n), args, nulls, false, 0) != SPI_OK_INSERT ||
-				SPI_processed != (uint64) n)
-				elog(ERROR, "could not record the holds of order %lld", (long long) order_id);
-			n = 0;
-		}
+		WriteHold(&di, h->sku_id, h->warehouse_id, h->qty, extra, extra_null);
 	}
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	SPI_finish();
+	DirectInsertClose(&di);
 }
 
 /*

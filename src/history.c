@@ -153,26 +153,17 @@ HashToBytea(const uint8 *hash)
 void
 HistoryAppend(const HistoryEvent *ev, const uint8 *hash)
 {
-	Relation	rel;
-	TupleDesc	desc;
+	static const char *const columns[12] = {
+		"order_id", "seq", "from_state", "to_state", "at", "session_role",
+		"acting_role", "application_name", "reason", "xid", "prev_hash", "hash"
+	};
+	DirectInsert di;
 	Datum		values[12];
 	bool		nulls[12];
-	HeapTuple	tuple;
-	ResultRelInfo *rri;
-	EState	   *estate;
-	TupleTableSlot *slot;
 	NameData	session_role;
 	NameData	acting_role;
 
-	rel = table_open(HistoryRelid(), RowExclusiveLock);
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a plain table", RelationGetRelationName(rel)),
-				 errdetail("The order history is written directly into its heap and indexes.")));
-	desc = RelationGetDescr(rel);
-	if (desc->natts != 12)
-		elog(ERROR, "orderflow.order_events has %d columns, expected 12", desc->natts);
+	DirectInsertOpen(&di, HistoryRelid(), columns, lengthof(columns));
 
 	memset(nulls, false, sizeof(nulls));
 	namestrcpy(&session_role, ev->session_role);
@@ -202,27 +193,8 @@ HistoryAppend(const HistoryEvent *ev, const uint8 *hash)
 		nulls[10] = true;
 	values[11] = PointerGetDatum(HashToBytea(hash));
 
-	tuple = heap_form_tuple(desc, values, nulls);
-	simple_heap_insert(rel, tuple);
-
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
-	ExecStoreHeapTuple(tuple, slot, false);
-#if PG_VERSION_NUM >= 160000
-	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
-#elif PG_VERSION_NUM >= 140000
-	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
-#else
-	estate->es_result_relation_info = rri;
-	ExecInsertIndexTuples(slot, estate, false, NULL, NIL);
-#endif
-	ExecDropSingleTupleTableSlot(slot);
-	ExecCloseIndices(rri);
-	FreeExecutorState(estate);
-	table_close(rel, NoLock);
+	DirectInsertRow(&di, values, nulls);
+	DirectInsertClose(&di);
 }
 
 /*

@@ -8,7 +8,11 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/table.h"
+#include "catalog/pg_class.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -177,4 +181,68 @@ CheckTriggerCall(FunctionCallInfo fcinfo, const char *name, bool before,
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("function \"%s\" must be fired for INSERT or UPDATE", name)));
+}
+
+/*
+ * Open a table for DirectInsertRow, checking that it is a plain table with
+ * exactly the given columns, in that order.
+ */
+void
+DirectInsertOpen(DirectInsert * di, Oid relid, const char *const *columns,
+				 int ncolumns)
+{
+	TupleDesc	desc;
+
+	di->rel = table_open(relid, RowExclusiveLock);
+	desc = RelationGetDescr(di->rel);
+	if (di->rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a plain table", RelationGetRelationName(di->rel)),
+				 errdetail("Its rows are written directly into its heap and indexes.")));
+	for (int i = 0; i < Max(desc->natts, ncolumns); i++)
+		if (i >= desc->natts || i >= ncolumns ||
+			TupleDescAttr(desc, i)->attisdropped ||
+			strcmp(NameStr(TupleDescAttr(desc, i)->attname), columns[i]) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table \"%s\" does not have the columns orderflow writes",
+							RelationGetRelationName(di->rel)),
+					 errdetail("Column %d should be \"%s\".", i + 1,
+							   i < ncolumns ? columns[i] : "(none)")));
+
+	di->estate = CreateExecutorState();
+	di->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(di->rri, di->rel, 1, NULL, 0);
+	ExecOpenIndices(di->rri, false);
+	di->slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+}
+
+/* Insert one row into the heap and every index (partial ones as needed). */
+void
+DirectInsertRow(DirectInsert * di, Datum *values, bool *nulls)
+{
+	HeapTuple	tuple = heap_form_tuple(RelationGetDescr(di->rel), values, nulls);
+
+	simple_heap_insert(di->rel, tuple);
+	ExecStoreHeapTuple(tuple, di->slot, true);
+#if PG_VERSION_NUM >= 160000
+	ExecInsertIndexTuples(di->rri, di->slot, di->estate, false, false, NULL, NIL, false);
+#elif PG_VERSION_NUM >= 140000
+	ExecInsertIndexTuples(di->rri, di->slot, di->estate, false, false, NULL, NIL);
+#else
+	di->estate->es_result_relation_info = di->rri;
+	ExecInsertIndexTuples(di->slot, di->estate, false, NULL, NIL);
+#endif
+	ExecClearTuple(di->slot);
+	ResetPerTupleExprContext(di->estate);
+}
+
+void
+DirectInsertClose(DirectInsert * di)
+{
+	ExecDropSingleTupleTableSlot(di->slot);
+	ExecCloseIndices(di->rri);
+	FreeExecutorState(di->estate);
+	table_close(di->rel, NoLock);
 }

@@ -13,6 +13,7 @@
 #include "fmgr.h"
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "utils/relcache.h"
 #include "datatype/timestamp.h"
 
 /*
@@ -103,6 +104,24 @@ extern void CheckTriggerCall(FunctionCallInfo fcinfo, const char *name, bool bef
 							 int row, HeapTuple *oldtuple, HeapTuple *newtuple);
 extern struct Tuplestorestate *MaterializeResult(FunctionCallInfo fcinfo,
 												 TupleDesc *tupdesc);
+
+/*
+ * Rows written straight into a table's heap and indexes, without the
+ * executor: no triggers, no CHECK constraints, no permission checks.  For
+ * the extension's own append-only tables, whose rows it forms itself.
+ */
+typedef struct DirectInsert
+{
+	Relation	rel;
+	struct EState *estate;
+	struct ResultRelInfo *rri;
+	struct TupleTableSlot *slot;
+}			DirectInsert;
+
+extern void DirectInsertOpen(DirectInsert * di, Oid relid, const char *const *columns,
+							 int ncolumns);
+extern void DirectInsertRow(DirectInsert * di, Datum *values, bool *nulls);
+extern void DirectInsertClose(DirectInsert * di);
 
 /* history.c */
 #define HISTORY_HASH_LEN 32
