@@ -1470,6 +1470,18 @@ LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION orderflow.intake_normalize_generic(jsonb) IS
 	'orderflow.intake_normalize for the documents it can check completely; NULL for any other (then orderflow.intake_normalize decides)';
 
+-- The fingerprints kept in orderflow.intake_orders, both from one pass over
+-- the document (src/intake.c).  Their definition:
+--   doc_hash     = sha256(convert_to(n::text, 'UTF8'))
+--   content_hash = sha256(convert_to((n - ARRAY['status', 'paid_at', 'payment',
+--                                              'paid_amount'])::text, 'UTF8'))
+CREATE FUNCTION orderflow.intake_doc_hashes(n jsonb, OUT doc_hash bytea, OUT content_hash bytea)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orderflow_intake_doc_hashes'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION orderflow.intake_doc_hashes(jsonb) IS
+	'SHA-256 of a normalized document''s text (doc_hash) and of its text without status, paid_at, payment and paid_amount (content_hash), as UTF-8';
+
 -- orderflow.intake_normalize_generic for an array of documents.
 CREATE FUNCTION orderflow.intake_normalize_set(docs jsonb[])
 RETURNS TABLE (ord bigint, n jsonb)
@@ -1644,11 +1656,10 @@ BEGIN
 		INSERT INTO orderflow.intake_orders (order_id, shop_id, platform, inbox_id, platform_ref, doc_hash,
 											 content_hash, tax_amount, computed_total, lines_signature)
 		SELECT o.order_id, o.shop_id, o.platform, o.inbox_id, d.n->>'platform_ref',
-			   sha256(convert_to(d.n::text, 'UTF8')),
-			   sha256(convert_to((d.n OPERATOR(pg_catalog.-) ARRAY['status', 'paid_at', 'payment', 'paid_amount'])::text, 'UTF8')),
-			   (d.n->>'tax')::numeric, (d.n->>'computed_total')::numeric, o.sig
+			   h.doc_hash, h.content_hash, (d.n->>'tax')::numeric, (d.n->>'computed_total')::numeric, o.sig
 		  FROM o
 		 CROSS JOIN LATERAL (SELECT docs[o.seq] AS n) d
+		 CROSS JOIN LATERAL orderflow.intake_doc_hashes(d.n) h
 	), twins AS (
 		-- Suspected duplicates: same shop, receiver phone and lines
 		-- signature, created within the shop's window, not cancelled; among
@@ -1786,8 +1797,7 @@ BEGIN
 		RETURN 'superseded';
 	END IF;
 
-	h := sha256(convert_to(n::text, 'UTF8'));
-	ch := sha256(convert_to((n - ARRAY['status', 'paid_at', 'payment', 'paid_amount'])::text, 'UTF8'));
+	SELECT x.doc_hash, x.content_hash INTO h, ch FROM orderflow.intake_doc_hashes(n) x;
 
 	SELECT * INTO o FROM orderflow.orders x WHERE x.shop_id = ib.shop_id AND x.order_no = ono FOR UPDATE;
 	IF NOT FOUND THEN
