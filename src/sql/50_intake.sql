@@ -1516,13 +1516,15 @@ COMMENT ON FUNCTION orderflow.intake_normalize_set(jsonb[]) IS
 -- of the PL/pgSQL variable: a custom plan would fold it into a constant
 -- (a flat array, where finding an element means walking to it), hence
 -- generic plans.  JIT is off: compiling this statement takes longer than
--- running it.
+-- running it.  Hash aggregation is off: planned for a run of unknown size,
+-- it is chosen for groups as many as the orders, and spills.
 CREATE FUNCTION orderflow.intake_insert_new(ids bigint[], docs jsonb[])
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET jit = off
+SET enable_hashagg = off
 AS $$
 DECLARE
 	done bigint[];
