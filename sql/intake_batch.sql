@@ -90,6 +90,20 @@ SELECT count(*) AS documents,
   FROM cmp;
 -- The seeds themselves are vouched for.
 SELECT i - 600 AS seed, set_doc = one_doc AS same FROM cmp WHERE i > 600 ORDER BY i;
+-- intake_doc_hashes computes doc_hash and content_hash as their SQL
+-- definition does, for these documents, their normalized forms and a few
+-- other shapes (escapes, non-ASCII text, arrays, nested payment keys).
+SELECT count(*) AS hashed,
+	   count(*) FILTER (WHERE h.doc_hash IS DISTINCT FROM sha256(convert_to(x.n::text, 'UTF8'))
+						  OR h.content_hash IS DISTINCT FROM
+							 sha256(convert_to((x.n - ARRAY['status', 'paid_at', 'payment', 'paid_amount'])::text,
+											   'UTF8'))) AS different
+  FROM (SELECT d.doc AS n FROM docs d
+		UNION ALL SELECT c.one_doc::jsonb FROM cmp c WHERE c.one_doc IS NOT NULL
+		UNION ALL VALUES ('{}'::jsonb), ('[]'), ('[1, "status", {"status": null}]'),
+						 ('{"a": "\u0001 \" \\ é 中", "status": 1, "x": {"paid_at": [true, -0.50, 1e3]}}')) x,
+	   intake_doc_hashes(x.n) h
+ WHERE jsonb_typeof(x.n) IN ('object', 'array');
 
 -- 2. Both paths write the same rows.  The same payloads go to two shops:
 -- bt-set through sync (set-based), bt-one through intake_apply, one by one.

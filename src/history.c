@@ -45,7 +45,7 @@
 #if PG_VERSION_NUM >= 140000
 typedef pg_cryptohash_ctx *HashCtx;
 #else
-typedef pg_sha256_ctx * HashCtx;
+typedef pg_sha256_ctx *HashCtx;
 #endif
 
 static void

@@ -23,12 +23,21 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#if PG_VERSION_NUM >= 140000
+#include "common/cryptohash.h"
+#endif
+#include "common/sha2.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -890,4 +899,184 @@ orderflow_intake_normalize_generic(PG_FUNCTION_ARGS)
 	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
 
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+}
+
+/*
+ * Fingerprints of a normalized document
+ *
+ * orderflow.intake_orders keeps two SHA-256 hashes of the document that
+ * was applied to an order:
+ *
+ *	doc_hash	 = sha256(convert_to(n::text, 'UTF8'))
+ *	content_hash = sha256(convert_to((n - ARRAY['status', 'paid_at',
+ *											   'payment', 'paid_amount'])::text,
+ *									 'UTF8'))
+ *
+ * intake_doc_hashes gives both from the jsonb, rendering each top-level
+ * value once.  Removing keys from an object keeps the order of the others,
+ * so the text of n without those keys is the text of n with their pairs
+ * left out; each pair is rendered as jsonb's output function renders it.
+ * A document that is not an object is passed to the functions of the SQL
+ * definition, so the result is the same for every jsonb.
+ */
+
+/* The top-level keys content_hash leaves out (the payment status). */
+static const char *const PaymentKeys[] = {"status", "paid_at", "payment", "paid_amount"};
+
+static bool
+IsPaymentKey(const char *key, int len)
+{
+	for (int i = 0; i < (int) lengthof(PaymentKeys); i++)
+	{
+		if (strlen(PaymentKeys[i]) == (size_t) len && memcmp(PaymentKeys[i], key, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A scalar as jsonb's output function writes it. */
+static void
+AppendScalar(StringInfo out, JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			appendBinaryStringInfo(out, "null", 4);
+			break;
+		case jbvString:
+			escape_json(out, pnstrdup(v->val.string.val, v->val.string.len));
+			break;
+		case jbvNumeric:
+			appendStringInfoString(out,
+								   DatumGetCString(DirectFunctionCall1(numeric_out,
+																	   PointerGetDatum(v->val.numeric))));
+			break;
+		case jbvBool:
+			if (v->val.boolean)
+				appendBinaryStringInfo(out, "true", 4);
+			else
+				appendBinaryStringInfo(out, "false", 5);
+			break;
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+}
+
+/* SHA-256 of text in the server encoding, taken as UTF-8 (convert_to). */
+static bytea *
+Sha256Utf8(const char *s, int len)
+{
+	char	   *u = pg_server_to_any(s, len, PG_UTF8);
+	bytea	   *res = (bytea *) palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	uint8	   *dest = (uint8 *) VARDATA(res);
+#if PG_VERSION_NUM >= 140000
+	pg_cryptohash_ctx *ctx;
+#else
+	pg_sha256_ctx ctx;
+#endif
+
+	if (u != s)
+		len = strlen(u);
+	SET_VARSIZE(res, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+#if PG_VERSION_NUM >= 140000
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) u, len) < 0 ||
+#if PG_VERSION_NUM >= 150000
+		pg_cryptohash_final(ctx, dest, PG_SHA256_DIGEST_LENGTH) < 0)
+#else
+		pg_cryptohash_final(ctx, dest) < 0)
+#endif
+		elog(ERROR, "could not compute SHA-256 hash");
+	pg_cryptohash_free(ctx);
+#else
+	pg_sha256_init(&ctx);
+	pg_sha256_update(&ctx, (const uint8 *) u, len);
+	pg_sha256_final(&ctx, dest);
+#endif
+	return res;
+}
+
+PG_FUNCTION_INFO_V1(orderflow_intake_doc_hashes);
+
+/*
+ * orderflow.intake_doc_hashes(n jsonb, OUT doc_hash bytea,
+ *							   OUT content_hash bytea)
+ */
+Datum
+orderflow_intake_doc_hashes(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *n = PG_GETARG_JSONB_P(0);
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	StringInfoData doc;
+	StringInfoData content;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	desc = BlessTupleDesc(desc);
+
+	initStringInfo(&doc);
+	initStringInfo(&content);
+	if (JB_ROOT_IS_OBJECT(n))
+	{
+		JsonbIterator *it = JsonbIteratorInit(&n->root);
+		JsonbValue	k;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		bool		first = true;
+		bool		first_content = true;
+
+		(void) JsonbIteratorNext(&it, &k, false);	/* WJB_BEGIN_OBJECT */
+		appendStringInfoChar(&doc, '{');
+		appendStringInfoChar(&content, '{');
+		while ((tok = JsonbIteratorNext(&it, &k, true)) == WJB_KEY)
+		{
+			int			start;
+			bool		keep;
+
+			tok = JsonbIteratorNext(&it, &v, true);
+			Assert(tok == WJB_VALUE);
+			if (!first)
+				appendBinaryStringInfo(&doc, ", ", 2);
+			first = false;
+			start = doc.len;
+			AppendScalar(&doc, &k);
+			appendBinaryStringInfo(&doc, ": ", 2);
+			if (v.type == jbvBinary)
+				(void) JsonbToCString(&doc, v.val.binary.data, v.val.binary.len);
+			else
+				AppendScalar(&doc, &v);
+
+			keep = !IsPaymentKey(k.val.string.val, k.val.string.len);
+			if (keep)
+			{
+				if (!first_content)
+					appendBinaryStringInfo(&content, ", ", 2);
+				first_content = false;
+				appendBinaryStringInfo(&content, doc.data + start, doc.len - start);
+			}
+		}
+		appendStringInfoChar(&doc, '}');
+		appendStringInfoChar(&content, '}');
+	}
+	else
+	{
+		Datum		keys[lengthof(PaymentKeys)];
+		Jsonb	   *rest;
+
+		(void) JsonbToCString(&doc, &n->root, VARSIZE(n));
+		for (int i = 0; i < (int) lengthof(PaymentKeys); i++)
+			keys[i] = CStringGetTextDatum(PaymentKeys[i]);
+		rest = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete_array, JsonbPGetDatum(n),
+												  PointerGetDatum(construct_array(keys, lengthof(PaymentKeys),
+																				  TEXTOID, -1, false,
+																				  TYPALIGN_INT))));
+		(void) JsonbToCString(&content, &rest->root, VARSIZE(rest));
+	}
+
+	values[0] = PointerGetDatum(Sha256Utf8(doc.data, doc.len));
+	values[1] = PointerGetDatum(Sha256Utf8(content.data, content.len));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -1470,6 +1470,18 @@ LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION orderflow.intake_normalize_generic(jsonb) IS
 	'orderflow.intake_normalize for the documents it can check completely; NULL for any other (then orderflow.intake_normalize decides)';
 
+-- The fingerprints kept in orderflow.intake_orders, both from one pass over
+-- the document (src/intake.c).  Their definition:
+--   doc_hash     = sha256(convert_to(n::text, 'UTF8'))
+--   content_hash = sha256(convert_to((n - ARRAY['status', 'paid_at', 'payment',
+--                                              'paid_amount'])::text, 'UTF8'))
+CREATE FUNCTION orderflow.intake_doc_hashes(n jsonb, OUT doc_hash bytea, OUT content_hash bytea)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orderflow_intake_doc_hashes'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION orderflow.intake_doc_hashes(jsonb) IS
+	'SHA-256 of a normalized document''s text (doc_hash) and of its text without status, paid_at, payment and paid_amount (content_hash), as UTF-8';
+
 -- orderflow.intake_normalize_generic for an array of documents.
 CREATE FUNCTION orderflow.intake_normalize_set(docs jsonb[])
 RETURNS TABLE (ord bigint, n jsonb)
@@ -1488,11 +1500,15 @@ COMMENT ON FUNCTION orderflow.intake_normalize_set(jsonb[]) IS
 -- screening exceptions, then marks the inbox rows done.  ids and docs are
 -- the inbox rows, in sync order, and their normalized documents
 -- (orderflow.intake_normalize_generic), each a new order with a valid total.
--- A payload is left pending (for the per-payload path) when another sync
--- holds its order's lock slot, when its order exists by now, or when a
--- newer payload of the order waits.  Returns the inbox ids it applied.
--- The caller runs it in a subtransaction: an error leaves every payload of
--- the run to the per-payload path.
+-- The caller (orderflow.sync) holds the rows (FOR UPDATE) and the lock
+-- slots of their orders, and found, in a statement that began after it
+-- took those slots, that the orders do not exist and that no other payload
+-- of them waits: another sync creates an order only under its slot, and a
+-- new payload of an order waits for the row lock to supersede the old one,
+-- so both facts still hold.  An order inserted meanwhile by anyone else
+-- (a direct INSERT) makes the statement fail on the unique key.  Returns
+-- the inbox ids it applied.  The caller runs it in a subtransaction: an
+-- error leaves every payload of the run to the per-payload path.
 --
 -- Documents are read where they are needed, as docs[seq], so that the
 -- rows sorted, hashed and materialized below stay narrow.  A subscript
@@ -1500,30 +1516,19 @@ COMMENT ON FUNCTION orderflow.intake_normalize_set(jsonb[]) IS
 -- of the PL/pgSQL variable: a custom plan would fold it into a constant
 -- (a flat array, where finding an element means walking to it), hence
 -- generic plans.  JIT is off: compiling this statement takes longer than
--- running it.
+-- running it.  Hash aggregation is off: planned for a run of unknown size,
+-- it is chosen for groups as many as the orders, and spills.
 CREATE FUNCTION orderflow.intake_insert_new(ids bigint[], docs jsonb[])
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET jit = off
+SET enable_hashagg = off
 AS $$
 DECLARE
-	locked boolean[];
 	done bigint[];
 BEGIN
-	-- The lock slots of orderflow.intake_apply, taken before the statement
-	-- that checks the orders, so that it sees what another sync committed.
-	SELECT array_agg(CASE WHEN i.status OPERATOR(pg_catalog.=) 'pending'
-						 THEN pg_try_advisory_xact_lock(2037411654,
-								(hashtext(i.shop_id || ':' || (docs[u.seq::integer]->>'order_no')) OPERATOR(pg_catalog.&) 511))
-						 ELSE false END ORDER BY u.seq) INTO locked
-	  FROM unnest(ids) WITH ORDINALITY AS u(id, seq)
-	  LEFT JOIN orderflow.inbox i ON i.id OPERATOR(pg_catalog.=) u.id;
-	IF NOT true = ANY (locked) THEN
-		RETURN '{}';
-	END IF;
-
 	-- Every join below is with a table (by key) or a function of the row;
 	-- never one run-sized set with another, whose sizes the planner can
 	-- only guess (a nested loop over two of them is quadratic).  src is
@@ -1540,18 +1545,10 @@ BEGIN
 					   docs[u.seq::integer] #>> '{receiver,address}' AS receiver_address,
 					   s.platform, s.currency AS shop_currency, s.payment_timeout
 				  FROM (SELECT u.*, docs[u.seq::integer]->>'order_no' AS ono
-						  FROM unnest(ids, locked) WITH ORDINALITY AS u(id, locked, seq)) u
+						  FROM unnest(ids) WITH ORDINALITY AS u(id, seq)) u
 				  JOIN orderflow.inbox i ON i.id OPERATOR(pg_catalog.=) u.id
 				  JOIN orderflow.shops s ON s.id OPERATOR(pg_catalog.=) i.shop_id
-				 WHERE u.locked AND i.status OPERATOR(pg_catalog.=) 'pending'
-				   AND NOT EXISTS (SELECT FROM orderflow.orders o
-									WHERE o.shop_id OPERATOR(pg_catalog.=) i.shop_id
-									  AND o.order_no OPERATOR(pg_catalog.=) u.ono)
-				   AND NOT EXISTS (SELECT FROM orderflow.inbox x
-									WHERE x.shop_id OPERATOR(pg_catalog.=) i.shop_id
-									  AND x.order_no OPERATOR(pg_catalog.=) u.ono
-									  AND x.status OPERATOR(pg_catalog.=) 'pending'
-									  AND x.id OPERATOR(pg_catalog.<>) i.id)
+				 WHERE i.status OPERATOR(pg_catalog.=) 'pending'
 				 ORDER BY u.seq) r
 	), ln AS MATERIALIZED (
 		-- Their lines, SKUs resolved as orderflow.resolve_sku does (the
@@ -1644,11 +1641,10 @@ BEGIN
 		INSERT INTO orderflow.intake_orders (order_id, shop_id, platform, inbox_id, platform_ref, doc_hash,
 											 content_hash, tax_amount, computed_total, lines_signature)
 		SELECT o.order_id, o.shop_id, o.platform, o.inbox_id, d.n->>'platform_ref',
-			   sha256(convert_to(d.n::text, 'UTF8')),
-			   sha256(convert_to((d.n OPERATOR(pg_catalog.-) ARRAY['status', 'paid_at', 'payment', 'paid_amount'])::text, 'UTF8')),
-			   (d.n->>'tax')::numeric, (d.n->>'computed_total')::numeric, o.sig
+			   h.doc_hash, h.content_hash, (d.n->>'tax')::numeric, (d.n->>'computed_total')::numeric, o.sig
 		  FROM o
 		 CROSS JOIN LATERAL (SELECT docs[o.seq] AS n) d
+		 CROSS JOIN LATERAL orderflow.intake_doc_hashes(d.n) h
 	), twins AS (
 		-- Suspected duplicates: same shop, receiver phone and lines
 		-- signature, created within the shop's window, not cancelled; among
@@ -1786,8 +1782,7 @@ BEGIN
 		RETURN 'superseded';
 	END IF;
 
-	h := sha256(convert_to(n::text, 'UTF8'));
-	ch := sha256(convert_to((n - ARRAY['status', 'paid_at', 'payment', 'paid_amount'])::text, 'UTF8'));
+	SELECT x.doc_hash, x.content_hash INTO h, ch FROM orderflow.intake_doc_hashes(n) x;
 
 	SELECT * INTO o FROM orderflow.orders x WHERE x.shop_id = ib.shop_id AND x.order_no = ono FOR UPDATE;
 	IF NOT FOUND THEN
@@ -1927,6 +1922,8 @@ AS $$
 DECLARE
 	r record;
 	ib orderflow.inbox;
+	claimed bigint[];
+	slotted boolean[];
 	run_ids bigint[] := '{}';
 	run_docs jsonb[] := '{}';
 	one_ids bigint[];
@@ -1942,43 +1939,57 @@ BEGIN
 	END IF;
 	new := 0; updated := 0; duplicate := 0; rejected := 0; deferred := 0;
 	-- Paid orders first, then in arrival order.  Rows another sync holds are
-	-- skipped, so overlapping runs share the work and never apply a payload twice.
+	-- skipped, so overlapping runs share the work and never apply a payload
+	-- twice.  For each payload that may be applied set-based (a shop with
+	-- the built-in generic adapter, an order number), the lock slot of its
+	-- order (see orderflow.intake_apply) is taken here, before the next
+	-- statement looks for its order: so that statement sees every order
+	-- another sync created, and no other sync creates one until this
+	-- transaction ends.
+	WITH claim AS MATERIALIZED (
+		SELECT i.id, i.shop_id, i.order_no, i.paid
+		  FROM orderflow.inbox i
+		 WHERE i.status = 'pending'
+		 ORDER BY i.paid DESC, i.id
+		 LIMIT max_orders
+		 FOR UPDATE SKIP LOCKED
+	)
+	SELECT array_agg(c.id ORDER BY c.paid DESC, c.id),
+		   array_agg(CASE WHEN c.order_no IS NOT NULL
+							   AND a.adapter OPERATOR(pg_catalog.=) 'orderflow.adapter_generic(jsonb)'::regprocedure
+						  THEN pg_try_advisory_xact_lock(2037411654,
+								(hashtext(c.shop_id || ':' || c.order_no) OPERATOR(pg_catalog.&) 511))
+						  ELSE false END
+					 ORDER BY c.paid DESC, c.id)
+	  INTO claimed, slotted
+	  FROM claim c
+	  JOIN orderflow.shops s ON s.id = c.shop_id
+	  LEFT JOIN orderflow.adapters a ON a.platform = s.platform;
+
+	-- The batch is applied in that order: a run of consecutive payloads
+	-- that create new orders from the generic format (lock slot taken
+	-- above, no order and no other waiting payload of the order number, a
+	-- document orderflow.intake_normalize_generic vouches for, status paid
+	-- or pending_payment, stated total equal to the recomputed one) is
+	-- applied set-based by orderflow.intake_insert_new; every other payload
+	-- alone, by orderflow.intake_apply in a subtransaction.  Keeping the
+	-- order means screening sees the same earlier orders either way.
 	--
-	-- The batch is taken in that order and applied in that order: a run of
-	-- consecutive payloads that create new orders from the generic format
-	-- (shop with the built-in generic adapter, no order and no other
-	-- waiting payload of the order number, a document
-	-- orderflow.intake_normalize_generic vouches for, status paid or
-	-- pending_payment, stated total equal to the recomputed one) is applied
-	-- set-based by orderflow.intake_insert_new; every other payload alone,
-	-- by orderflow.intake_apply in a subtransaction.  Keeping the order
-	-- means screening sees the same earlier orders either way.
-	--
-	-- The whole batch is claimed (and checked) before the first row comes
-	-- back; the documents are normalized after the batch is sorted, so no
-	-- sort carries them.  A last row with a NULL id ends the last run.
+	-- The documents are normalized after the batch is sorted, so no sort
+	-- carries them (OFFSET 0 keeps the lateral subquery a nested loop over
+	-- the sorted batch).  A last row with a NULL id ends the last run.
 	FOR r IN
-		WITH claim AS MATERIALIZED (
-			SELECT i.id, i.shop_id, i.order_no, i.paid
-			  FROM orderflow.inbox i
-			 WHERE i.status = 'pending'
-			 ORDER BY i.paid DESC, i.id
-			 LIMIT max_orders
-			 FOR UPDATE SKIP LOCKED
-		)
 		(SELECT b.id, v.n
-		   FROM (SELECT c.id, c.paid, c.order_no,
-						a.adapter OPERATOR(pg_catalog.=) 'orderflow.adapter_generic(jsonb)'::regprocedure
-						AND c.order_no IS NOT NULL
+		   FROM (SELECT u.k, c.id, c.order_no,
+						u.slotted
 						AND NOT EXISTS (SELECT FROM orderflow.orders o
 										 WHERE o.shop_id = c.shop_id AND o.order_no = c.order_no)
 						AND NOT EXISTS (SELECT FROM orderflow.inbox x
 										 WHERE x.shop_id = c.shop_id AND x.order_no = c.order_no
 										   AND x.status = 'pending' AND x.id <> c.id) AS candidate
-				   FROM claim c
-				   JOIN orderflow.shops s ON s.id = c.shop_id
-				   LEFT JOIN orderflow.adapters a ON a.platform = s.platform
-				  ORDER BY c.paid DESC, c.id) b
+				   FROM unnest(claimed, slotted) WITH ORDINALITY AS u(id, slotted, k)
+				   JOIN orderflow.inbox c ON c.id = u.id
+				  ORDER BY u.k) b
 		   LEFT JOIN LATERAL (
 			 SELECT x.n
 			   FROM orderflow.inbox i
@@ -1988,8 +1999,9 @@ BEGIN
 				AND x.n->>'status' IN ('paid', 'pending_payment')
 				AND (NOT x.n ? 'stated_total'
 					 OR (x.n->>'stated_total')::numeric = (x.n->>'computed_total')::numeric)
+			 OFFSET 0
 		   ) v ON true
-		  ORDER BY b.paid DESC, b.id)
+		  ORDER BY b.k)
 		UNION ALL
 		SELECT NULL, NULL
 	LOOP
