@@ -152,14 +152,20 @@ COMMENT ON FUNCTION orderflow.cache_changed() IS
 CREATE TRIGGER cache_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderflow.transitions
 	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.cache_changed();
+COMMENT ON TRIGGER cache_changed ON orderflow.transitions IS
+	'makes every backend reload the cached transition graph';
 CREATE TRIGGER cache_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderflow.initial_states
 	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.cache_changed();
+COMMENT ON TRIGGER cache_changed ON orderflow.initial_states IS
+	'makes every backend reload the cached transition graph';
 -- New bins only matter once stock is booked into them, which moves the
 -- SKU's ledger version; changes to existing ones reorder the picking walk.
 CREATE TRIGGER cache_changed
 	AFTER UPDATE OR DELETE OR TRUNCATE ON orderflow.bins
 	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.cache_changed();
+COMMENT ON TRIGGER cache_changed ON orderflow.bins IS
+	'makes every backend read the picking order of bins again';
 
 -- SKU and warehouse codes are natural keys that stock counters and order
 -- lines refer to: they never change.
@@ -178,8 +184,12 @@ COMMENT ON FUNCTION orderflow.code_immutable() IS
 	'row trigger: refuses changes of a SKU or warehouse code';
 CREATE TRIGGER code_immutable BEFORE UPDATE OF code ON orderflow.skus
 	FOR EACH ROW EXECUTE FUNCTION orderflow.code_immutable('SKU');
+COMMENT ON TRIGGER code_immutable ON orderflow.skus IS
+	'SKU codes never change (OF009)';
 CREATE TRIGGER code_immutable BEFORE UPDATE OF code ON orderflow.warehouses
 	FOR EACH ROW EXECUTE FUNCTION orderflow.code_immutable('warehouse');
+COMMENT ON TRIGGER code_immutable ON orderflow.warehouses IS
+	'warehouse codes never change (OF009)';
 
 -- Orders.  Applications may INSERT directly: every column but shop_id and
 -- order_no has a default.  The trigger guards every state change.
@@ -303,6 +313,8 @@ COMMENT ON FUNCTION orderflow.order_state_transition() IS
 CREATE TRIGGER order_state_transition
 	BEFORE INSERT OR UPDATE ON orderflow.orders
 	FOR EACH ROW EXECUTE FUNCTION orderflow.order_state_transition();
+COMMENT ON TRIGGER order_state_transition ON orderflow.orders IS
+	'validates every state change against the transition graph and stamps the audit sequence and hash';
 
 CREATE FUNCTION orderflow.order_state_history() RETURNS trigger
 AS 'MODULE_PATHNAME', 'order_state_history_trigger' LANGUAGE C;
@@ -312,10 +324,14 @@ COMMENT ON FUNCTION orderflow.order_state_history() IS
 CREATE TRIGGER order_state_history_insert
 	AFTER INSERT ON orderflow.orders
 	FOR EACH ROW EXECUTE FUNCTION orderflow.order_state_history();
+COMMENT ON TRIGGER order_state_history_insert ON orderflow.orders IS
+	'writes the audit event of a new order';
 CREATE TRIGGER order_state_history_update
 	AFTER UPDATE ON orderflow.orders
 	FOR EACH ROW WHEN (OLD.history_seq OPERATOR(pg_catalog.<>) NEW.history_seq)
 	EXECUTE FUNCTION orderflow.order_state_history();
+COMMENT ON TRIGGER order_state_history_update ON orderflow.orders IS
+	'writes the audit event of a state change';
 
 CREATE FUNCTION orderflow.history_immutable() RETURNS trigger
 AS 'MODULE_PATHNAME', 'order_history_immutable_trigger' LANGUAGE C;
@@ -325,9 +341,13 @@ COMMENT ON FUNCTION orderflow.history_immutable() IS
 CREATE TRIGGER history_immutable
 	BEFORE UPDATE OR DELETE ON orderflow.order_events
 	FOR EACH ROW EXECUTE FUNCTION orderflow.history_immutable();
+COMMENT ON TRIGGER history_immutable ON orderflow.order_events IS
+	'the audit history is append-only: updates and deletes fail (OF003)';
 CREATE TRIGGER history_immutable_truncate
 	BEFORE TRUNCATE ON orderflow.order_events
 	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.history_immutable();
+COMMENT ON TRIGGER history_immutable_truncate ON orderflow.order_events IS
+	'the audit history is append-only: TRUNCATE fails (OF003)';
 
 -- Lines change only while the order has not been allocated.
 CREATE FUNCTION orderflow.order_lines_guard() RETURNS trigger
@@ -375,3 +395,5 @@ COMMENT ON FUNCTION orderflow.order_lines_guard() IS
 CREATE TRIGGER order_lines_guard
 	BEFORE INSERT OR UPDATE OR DELETE ON orderflow.order_lines
 	FOR EACH ROW EXECUTE FUNCTION orderflow.order_lines_guard();
+COMMENT ON TRIGGER order_lines_guard ON orderflow.order_lines IS
+	'numbers new lines and refuses changes once the order is approved';
