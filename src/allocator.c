@@ -1050,16 +1050,11 @@ CurrentLots(CodeEntry *e)
 
 		if (plan)
 			SPI_freeplan(plan);
-		plan = SPI_prepare("SELECT x.bin_id, x.lot_id, pg_catalog.sum(x.qty)::pg_catalog.int8"
-						   "  FROM (SELECT b.bin_id, b.lot_id, b.qty FROM orderflow.stock_balances b"
-						   "         WHERE b.sku_id OPERATOR(pg_catalog.=) $1 AND b.warehouse_id OPERATOR(pg_catalog.=) $2"
-						   "        UNION ALL"
-						   "        SELECT m.bin_id, m.lot_id, m.qty FROM orderflow.stock_movements m"
-						   "         WHERE m.sku_id OPERATOR(pg_catalog.=) $1 AND m.warehouse_id OPERATOR(pg_catalog.=) $2) x"
-						   "  JOIN orderflow.lots l ON l.id OPERATOR(pg_catalog.=) x.lot_id"
-						   "  JOIN orderflow.bins n ON n.id OPERATOR(pg_catalog.=) x.bin_id"
-						   " GROUP BY x.bin_id, x.lot_id, l.expiry_date, l.created_at, n.route_seq, n.code"
-						   " HAVING pg_catalog.sum(x.qty) OPERATOR(pg_catalog.>) 0"
+		plan = SPI_prepare("SELECT h.bin_id, h.lot_id, h.qty"
+						   "  FROM orderflow.bin_lot_on_hand($1, $2) h"
+						   "  JOIN orderflow.lots l ON l.id OPERATOR(pg_catalog.=) h.lot_id"
+						   "  JOIN orderflow.bins n ON n.id OPERATOR(pg_catalog.=) h.bin_id"
+						   " WHERE h.qty OPERATOR(pg_catalog.>) 0"
 						   " ORDER BY l.expiry_date NULLS LAST, l.created_at, n.route_seq NULLS LAST, n.code",
 						   2, argtypes);
 		if (plan == NULL || SPI_keepplan(plan) != 0)

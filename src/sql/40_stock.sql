@@ -233,17 +233,9 @@ BEGIN
 	END IF;
 
 	IF p_qty OPERATOR(pg_catalog.<) 0 THEN
-		SELECT coalesce((SELECT pg_catalog.sum(b.qty) FROM orderflow.stock_balances b
-						  WHERE b.sku_id OPERATOR(pg_catalog.=) p_sku_id
-							AND b.warehouse_id OPERATOR(pg_catalog.=) p_warehouse_id
-							AND b.bin_id OPERATOR(pg_catalog.=) v_bin
-							AND b.lot_id OPERATOR(pg_catalog.=) v_lot.id), 0)
-			 OPERATOR(pg_catalog.+)
-			   coalesce((SELECT pg_catalog.sum(m.qty) FROM orderflow.stock_movements m
-						  WHERE m.sku_id OPERATOR(pg_catalog.=) p_sku_id
-							AND m.warehouse_id OPERATOR(pg_catalog.=) p_warehouse_id
-							AND m.bin_id OPERATOR(pg_catalog.=) v_bin
-							AND m.lot_id OPERATOR(pg_catalog.=) v_lot.id), 0)
+		SELECT coalesce((SELECT h.qty FROM orderflow.bin_lot_on_hand(p_sku_id, p_warehouse_id) h
+						  WHERE h.bin_id OPERATOR(pg_catalog.=) v_bin
+							AND h.lot_id OPERATOR(pg_catalog.=) v_lot.id), 0)
 		  INTO v_on_hand;
 		IF v_on_hand OPERATOR(pg_catalog.<) OPERATOR(pg_catalog.-) p_qty THEN
 			RAISE EXCEPTION 'bin "%" holds only % units of lot "%"', p_bin, v_on_hand, v_lot.code
@@ -283,6 +275,24 @@ $$;
 COMMENT ON FUNCTION orderflow.line_needs(bigint) IS
 	'per line of an order: quantity still wanted, quantity held or shipped, and quantity missing';
 
+-- On hand per bin and lot of a SKU in a warehouse: compacted balances plus
+-- the movements since.  No SET clause, so callers can inline it (and push
+-- a bin or lot condition into it); every name in it is qualified.
+CREATE FUNCTION orderflow.bin_lot_on_hand(p_sku_id bigint, p_warehouse_id bigint)
+RETURNS TABLE (bin_id bigint, lot_id bigint, qty bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT x.bin_id, x.lot_id, pg_catalog.sum(x.qty)::bigint FROM (
+		SELECT b.bin_id, b.lot_id, b.qty FROM orderflow.stock_balances b
+		 WHERE b.sku_id OPERATOR(pg_catalog.=) p_sku_id AND b.warehouse_id OPERATOR(pg_catalog.=) p_warehouse_id
+		UNION ALL
+		SELECT m.bin_id, m.lot_id, m.qty FROM orderflow.stock_movements m
+		 WHERE m.sku_id OPERATOR(pg_catalog.=) p_sku_id AND m.warehouse_id OPERATOR(pg_catalog.=) p_warehouse_id
+	) x GROUP BY x.bin_id, x.lot_id
+$$;
+COMMENT ON FUNCTION orderflow.bin_lot_on_hand(bigint, bigint) IS
+	'on hand per bin and lot of a SKU (id) in a warehouse (id): balances plus later movements';
+
 -- On hand per bin and lot of a SKU in a warehouse, minus what holds have
 -- planned there.
 CREATE FUNCTION orderflow.lot_stock(p_sku text, p_warehouse text)
@@ -297,13 +307,7 @@ AS $$
 		  FROM orderflow.skus s, orderflow.warehouses w
 		 WHERE s.code OPERATOR(pg_catalog.=) p_sku AND w.code OPERATOR(pg_catalog.=) p_warehouse
 	), stock AS (
-		SELECT x.bin_id, x.lot_id, pg_catalog.sum(x.qty) AS qty FROM (
-			SELECT b.bin_id, b.lot_id, b.qty FROM orderflow.stock_balances b, ids
-			 WHERE b.sku_id OPERATOR(pg_catalog.=) ids.sku_id AND b.warehouse_id OPERATOR(pg_catalog.=) ids.warehouse_id
-			UNION ALL
-			SELECT m.bin_id, m.lot_id, m.qty FROM orderflow.stock_movements m, ids
-			 WHERE m.sku_id OPERATOR(pg_catalog.=) ids.sku_id AND m.warehouse_id OPERATOR(pg_catalog.=) ids.warehouse_id
-		) x GROUP BY x.bin_id, x.lot_id
+		SELECT h.bin_id, h.lot_id, h.qty FROM ids, orderflow.bin_lot_on_hand(ids.sku_id, ids.warehouse_id) h
 	), planned AS (
 		SELECT r.bin_id, r.lot_id, pg_catalog.sum(r.qty) AS qty
 		  FROM orderflow.reservations r, ids

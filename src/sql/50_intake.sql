@@ -723,16 +723,19 @@ $$;
 COMMENT ON FUNCTION orderflow.adapter_taobao(jsonb) IS
 	'adapter of the taobao platform: a TOP taobao.trade.fullinfo.get trade (bare or wrapped) to the generic order JSON';
 
--- shopify: REST Admin API / webhook Order, bare or {"order": ...}.
-CREATE FUNCTION orderflow.shopify_order(payload jsonb)
+-- Shopify (REST Admin API / webhook Order) and WooCommerce (REST API v3)
+-- payloads come bare or as {"order": ...}.
+CREATE FUNCTION orderflow.unwrap_order(payload jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE WHEN jsonb_typeof($1->'order') = 'object' THEN $1->'order' ELSE $1 END
 $$;
-COMMENT ON FUNCTION orderflow.shopify_order(jsonb) IS
-	'the order object of a Shopify payload, unwrapping {"order": ...}';
+COMMENT ON FUNCTION orderflow.unwrap_order(jsonb) IS
+	'the order object of a Shopify or WooCommerce payload, unwrapping {"order": ...}';
+
+-- shopify: REST Admin API / webhook Order.
 
 CREATE FUNCTION orderflow.shopify_state(o jsonb)
 RETURNS text
@@ -755,7 +758,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE WHEN jsonb_typeof(o->'id') IN ('number', 'string') THEN nullif(btrim(o->>'id'), '') END,
 		   coalesce(orderflow.shopify_state(o) = 'paid', false)
-	  FROM (SELECT orderflow.shopify_order($1) AS o) s
+	  FROM (SELECT orderflow.unwrap_order($1) AS o) s
 $$;
 COMMENT ON FUNCTION orderflow.key_shopify(jsonb) IS
 	'order number (the order id; "name" is kept as platform_ref) and paid flag of a Shopify payload';
@@ -766,7 +769,7 @@ LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	o jsonb := orderflow.shopify_order(payload);
+	o jsonb := orderflow.unwrap_order(payload);
 	k record;
 	st text;
 	li jsonb;
@@ -872,15 +875,6 @@ COMMENT ON FUNCTION orderflow.adapter_shopify(jsonb) IS
 	'adapter of the shopify platform: a REST Admin API or webhook Order (bare or {"order": ...}) to the generic order JSON';
 
 -- woocommerce: REST API v3 order.
-CREATE FUNCTION orderflow.woocommerce_order(payload jsonb)
-RETURNS jsonb
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT CASE WHEN jsonb_typeof($1->'order') = 'object' THEN $1->'order' ELSE $1 END
-$$;
-COMMENT ON FUNCTION orderflow.woocommerce_order(jsonb) IS
-	'the order object of a WooCommerce payload';
 
 CREATE FUNCTION orderflow.woocommerce_state(status text)
 RETURNS text
@@ -903,7 +897,7 @@ AS $$
 	SELECT coalesce(CASE WHEN jsonb_typeof(o->'number') IN ('string', 'number') THEN nullif(btrim(o->>'number'), '') END,
 					CASE WHEN jsonb_typeof(o->'id') IN ('string', 'number') THEN nullif(btrim(o->>'id'), '') END),
 		   coalesce(orderflow.woocommerce_state(o->>'status') = 'paid', false)
-	  FROM (SELECT orderflow.woocommerce_order($1) AS o) s
+	  FROM (SELECT orderflow.unwrap_order($1) AS o) s
 $$;
 COMMENT ON FUNCTION orderflow.key_woocommerce(jsonb) IS
 	'order number ("number", else "id") and paid flag of a WooCommerce payload';
@@ -914,7 +908,7 @@ LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	o jsonb := orderflow.woocommerce_order(payload);
+	o jsonb := orderflow.unwrap_order(payload);
 	k record;
 	st text;
 	li jsonb;
@@ -2208,9 +2202,9 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.adapter_taobao(jsonb), orderflow.key_taobao(jsonb),
 	orderflow.taobao_trade(jsonb), orderflow.taobao_state(text),
 	orderflow.adapter_shopify(jsonb), orderflow.key_shopify(jsonb),
-	orderflow.shopify_order(jsonb), orderflow.shopify_state(jsonb),
+	orderflow.unwrap_order(jsonb), orderflow.shopify_state(jsonb),
 	orderflow.adapter_woocommerce(jsonb), orderflow.key_woocommerce(jsonb),
-	orderflow.woocommerce_order(jsonb), orderflow.woocommerce_state(text)
+	orderflow.woocommerce_state(text)
 TO orderflow_operator;
 GRANT EXECUTE ON FUNCTION
 	orderflow.open_exception(text, bigint, jsonb, bigint, name),

@@ -109,6 +109,7 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.release_holds(bigint, integer),
 	orderflow.line_needs(bigint),
 	orderflow.lot_stock(text, text),
+	orderflow.bin_lot_on_hand(bigint, bigint),
 	orderflow.line_refund(bigint, integer, integer),
 	orderflow.cancel_units(bigint, integer, integer, text),
 	orderflow.lock_order(bigint),
