@@ -276,5 +276,18 @@ SELECT pg_temp.new_order(9315, 'SK-15', array_fill('SK-OIL'::text, ARRAY[9]), ar
 SELECT * FROM allocate(:o15);
 SELECT count(*) AS holds, sum(qty) AS units FROM reservations WHERE order_id = :o15 AND status = 'held';
 
+-- Holds are written straight into the table: one whose columns are not the
+-- ones orderflow writes is refused (55000), and nothing is taken.
+SELECT available('SK-TEA', 'SK-W1') AS tea_before;
+BEGIN;
+ALTER TABLE reservations ADD COLUMN note text;
+SELECT reserve('SK-TEA', 'SK-W1', 1);
+ROLLBACK;
+BEGIN;
+ALTER TABLE reservations RENAME COLUMN ref TO cart;
+SELECT reserve('SK-TEA', 'SK-W1', 1);
+ROLLBACK;
+SELECT available('SK-TEA', 'SK-W1') AS tea_after;
+
 -- Counters and ledger agree.
 SELECT * FROM check_stock();

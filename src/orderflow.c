@@ -200,16 +200,20 @@ DirectInsertOpen(DirectInsert * di, Oid relid, const char *const *columns,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a plain table", RelationGetRelationName(di->rel)),
 				 errdetail("Its rows are written directly into its heap and indexes.")));
-	for (int i = 0; i < Max(desc->natts, ncolumns); i++)
-		if (i >= desc->natts || i >= ncolumns ||
-			TupleDescAttr(desc, i)->attisdropped ||
+	if (desc->natts != ncolumns)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" does not have the columns orderflow writes",
+						RelationGetRelationName(di->rel)),
+				 errdetail("It has %d columns, not %d.", desc->natts, ncolumns)));
+	for (int i = 0; i < ncolumns; i++)
+		if (TupleDescAttr(desc, i)->attisdropped ||
 			strcmp(NameStr(TupleDescAttr(desc, i)->attname), columns[i]) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("table \"%s\" does not have the columns orderflow writes",
 							RelationGetRelationName(di->rel)),
-					 errdetail("Column %d should be \"%s\".", i + 1,
-							   i < ncolumns ? columns[i] : "(none)")));
+					 errdetail("Column %d should be \"%s\".", i + 1, columns[i])));
 
 	di->estate = CreateExecutorState();
 	di->rri = makeNode(ResultRelInfo);
