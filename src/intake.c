@@ -934,6 +934,64 @@ IsPaymentKey(const char *key, int len)
 	return false;
 }
 
+#if PG_VERSION_NUM >= 140000
+typedef pg_cryptohash_ctx *Sha256Ctx;
+#else
+typedef pg_sha256_ctx *Sha256Ctx;
+#endif
+
+/*
+ * A string as escape_json writes it, from its length (jsonb strings have no
+ * NUL): runs of characters that need no escape are copied at once.
+ */
+static void
+AppendEscaped(StringInfo out, const char *s, int len)
+{
+	int			run = 0;
+
+	appendStringInfoCharMacro(out, '"');
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+		const char *esc;
+
+		if (c >= ' ' && c != '"' && c != '\\')
+			continue;
+		appendBinaryStringInfo(out, s + run, i - run);
+		run = i + 1;
+		switch (c)
+		{
+			case '\b':
+				esc = "\\b";
+				break;
+			case '\f':
+				esc = "\\f";
+				break;
+			case '\n':
+				esc = "\\n";
+				break;
+			case '\r':
+				esc = "\\r";
+				break;
+			case '\t':
+				esc = "\\t";
+				break;
+			case '"':
+				esc = "\\\"";
+				break;
+			case '\\':
+				esc = "\\\\";
+				break;
+			default:
+				appendStringInfo(out, "\\u%04x", (int) c);
+				continue;
+		}
+		appendStringInfoString(out, esc);
+	}
+	appendBinaryStringInfo(out, s + run, len - run);
+	appendStringInfoCharMacro(out, '"');
+}
+
 /* A scalar as jsonb's output function writes it. */
 static void
 AppendScalar(StringInfo out, JsonbValue *v)
@@ -944,7 +1002,7 @@ AppendScalar(StringInfo out, JsonbValue *v)
 			appendBinaryStringInfo(out, "null", 4);
 			break;
 		case jbvString:
-			escape_json(out, pnstrdup(v->val.string.val, v->val.string.len));
+			AppendEscaped(out, v->val.string.val, v->val.string.len);
 			break;
 		case jbvNumeric:
 			appendStringInfoString(out,
@@ -962,25 +1020,72 @@ AppendScalar(StringInfo out, JsonbValue *v)
 	}
 }
 
-/* SHA-256 of text in the server encoding, taken as UTF-8 (convert_to). */
+/*
+ * An object or array as jsonb's output function writes it (JsonbToCString
+ * without indentation): ", " between members and elements, ": " after
+ * keys.
+ */
+static void
+AppendContainer(StringInfo out, JsonbContainer *c)
+{
+	JsonbIterator *it = JsonbIteratorInit(c);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		first = true;
+
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		switch (tok)
+		{
+			case WJB_BEGIN_OBJECT:
+			case WJB_BEGIN_ARRAY:
+				if (!first)
+					appendBinaryStringInfo(out, ", ", 2);
+				appendStringInfoCharMacro(out, tok == WJB_BEGIN_OBJECT ? '{' : '[');
+				first = true;
+				break;
+			case WJB_KEY:
+				if (!first)
+					appendBinaryStringInfo(out, ", ", 2);
+				AppendScalar(out, &v);
+				appendBinaryStringInfo(out, ": ", 2);
+				/* a container value follows with no separator */
+				first = true;
+				break;
+			case WJB_VALUE:
+			case WJB_ELEM:
+				if (!first)
+					appendBinaryStringInfo(out, ", ", 2);
+				AppendScalar(out, &v);
+				first = false;
+				break;
+			case WJB_END_OBJECT:
+			case WJB_END_ARRAY:
+				appendStringInfoCharMacro(out, tok == WJB_END_OBJECT ? '}' : ']');
+				first = false;
+				break;
+			case WJB_DONE:
+				break;
+		}
+	}
+}
+
+/*
+ * SHA-256 of text in the server encoding, taken as UTF-8 (convert_to), with
+ * the context given (one is reused for both fingerprints).
+ */
 static bytea *
-Sha256Utf8(const char *s, int len)
+Sha256Utf8(Sha256Ctx ctx, const char *s, int len)
 {
 	char	   *u = pg_server_to_any(s, len, PG_UTF8);
 	bytea	   *res = (bytea *) palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
 	uint8	   *dest = (uint8 *) VARDATA(res);
-#if PG_VERSION_NUM >= 140000
-	pg_cryptohash_ctx *ctx;
-#else
-	pg_sha256_ctx ctx;
-#endif
 
 	if (u != s)
 		len = strlen(u);
 	SET_VARSIZE(res, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
 #if PG_VERSION_NUM >= 140000
-	ctx = pg_cryptohash_create(PG_SHA256);
-	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+	if (pg_cryptohash_init(ctx) < 0 ||
 		pg_cryptohash_update(ctx, (const uint8 *) u, len) < 0 ||
 #if PG_VERSION_NUM >= 150000
 		pg_cryptohash_final(ctx, dest, PG_SHA256_DIGEST_LENGTH) < 0)
@@ -988,11 +1093,10 @@ Sha256Utf8(const char *s, int len)
 		pg_cryptohash_final(ctx, dest) < 0)
 #endif
 		elog(ERROR, "could not compute SHA-256 hash");
-	pg_cryptohash_free(ctx);
 #else
-	pg_sha256_init(&ctx);
-	pg_sha256_update(&ctx, (const uint8 *) u, len);
-	pg_sha256_final(&ctx, dest);
+	pg_sha256_init(ctx);
+	pg_sha256_update(ctx, (const uint8 *) u, len);
+	pg_sha256_final(ctx, dest);
 #endif
 	return res;
 }
@@ -1012,10 +1116,25 @@ orderflow_intake_doc_hashes(PG_FUNCTION_ARGS)
 	bool		nulls[2] = {false, false};
 	StringInfoData doc;
 	StringInfoData content;
+#if PG_VERSION_NUM >= 140000
+	Sha256Ctx	ctx;
+#else
+	pg_sha256_ctx ctxdata;
+	Sha256Ctx	ctx = &ctxdata;
+#endif
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	desc = BlessTupleDesc(desc);
+	/* The result's descriptor, built once per call site. */
+	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	if (desc == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		desc = BlessTupleDesc(desc);
+		MemoryContextSwitchTo(oldcxt);
+		fcinfo->flinfo->fn_extra = desc;
+	}
 
 	initStringInfo(&doc);
 	initStringInfo(&content);
@@ -1045,7 +1164,7 @@ orderflow_intake_doc_hashes(PG_FUNCTION_ARGS)
 			AppendScalar(&doc, &k);
 			appendBinaryStringInfo(&doc, ": ", 2);
 			if (v.type == jbvBinary)
-				(void) JsonbToCString(&doc, v.val.binary.data, v.val.binary.len);
+				AppendContainer(&doc, v.val.binary.data);
 			else
 				AppendScalar(&doc, &v);
 
@@ -1076,7 +1195,15 @@ orderflow_intake_doc_hashes(PG_FUNCTION_ARGS)
 		(void) JsonbToCString(&content, &rest->root, VARSIZE(rest));
 	}
 
-	values[0] = PointerGetDatum(Sha256Utf8(doc.data, doc.len));
-	values[1] = PointerGetDatum(Sha256Utf8(content.data, content.len));
+#if PG_VERSION_NUM >= 140000
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL)
+		elog(ERROR, "could not compute SHA-256 hash");
+#endif
+	values[0] = PointerGetDatum(Sha256Utf8(ctx, doc.data, doc.len));
+	values[1] = PointerGetDatum(Sha256Utf8(ctx, content.data, content.len));
+#if PG_VERSION_NUM >= 140000
+	pg_cryptohash_free(ctx);
+#endif
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
