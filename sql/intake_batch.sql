@@ -101,7 +101,8 @@ SELECT count(*) AS hashed,
   FROM (SELECT d.doc AS n FROM docs d
 		UNION ALL SELECT c.one_doc::jsonb FROM cmp c WHERE c.one_doc IS NOT NULL
 		UNION ALL VALUES ('{}'::jsonb), ('[]'), ('[1, "status", {"status": null}]'),
-						 ('{"a": "\u0001 \" \\ é 中", "status": 1, "x": {"paid_at": [true, -0.50, 1e3]}}')) x,
+						 ('{"a": "\u0001 \" \\ é 中", "status": 1, "x": {"paid_at": [true, -0.50, 1e3]}}'),
+						 ('{"e": {}, "f": [], "g": [{}, [], [[]], {"h": {}}], "k\n\t": "\b\f\r/\u001f", "": ""}')) x,
 	   intake_doc_hashes(x.n) h
  WHERE jsonb_typeof(x.n) IN ('object', 'array');
 
