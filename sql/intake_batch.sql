@@ -92,7 +92,8 @@ SELECT count(*) AS documents,
 SELECT i - 600 AS seed, set_doc = one_doc AS same FROM cmp WHERE i > 600 ORDER BY i;
 -- intake_doc_hashes computes doc_hash and content_hash as their SQL
 -- definition does, for these documents, their normalized forms and a few
--- other shapes (escapes, non-ASCII text, arrays, nested payment keys).
+-- other shapes (escapes, non-ASCII text, arrays, nested payment keys, empty
+-- containers, escaped and empty keys).
 SELECT count(*) AS hashed,
 	   count(*) FILTER (WHERE h.doc_hash IS DISTINCT FROM sha256(convert_to(x.n::text, 'UTF8'))
 						  OR h.content_hash IS DISTINCT FROM

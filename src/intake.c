@@ -1123,7 +1123,7 @@ orderflow_intake_doc_hashes(PG_FUNCTION_ARGS)
 	Sha256Ctx	ctx = &ctxdata;
 #endif
 
-	/* The result's descriptor, built once per call site. */
+	/* The result's descriptor, built once per FmgrInfo (executor node). */
 	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	if (desc == NULL)
 	{
