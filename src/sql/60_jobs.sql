@@ -151,6 +151,66 @@ COMMENT ON FUNCTION orderflow.mark_failed(bigint, text) IS
 	'releases a claimed notification that could not be delivered, recording why; the next claim retries it';
 
 -------------------------------------------------------------------------------
+-- Stock notifications: the buyer is told when an order waits for all or
+-- part of its stock, and when a line is cancelled or substituted (with the
+-- refund due).
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION orderflow.notify_missing() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	missing jsonb := (SELECT jsonb_agg(jsonb_build_object('line_no', x.line_no, 'sku', x.sku, 'qty', x.need)
+									   ORDER BY x.line_no)
+						FROM orderflow.line_needs(NEW.id) x WHERE x.need > 0);
+	topic text := CASE WHEN NEW.state OPERATOR(orderflow.=) 'backordered'::orderflow.order_state
+					   THEN 'order_backordered' ELSE 'order_split' END;
+BEGIN
+	IF missing IS NOT NULL THEN
+		PERFORM orderflow.enqueue(topic, NEW.id,
+			jsonb_build_object('order_no', NEW.order_no, 'missing', missing),
+			'customer', format('%s:%s:%s', topic, NEW.id, NEW.history_seq));
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION orderflow.notify_missing() IS
+	'row trigger on orders: an order that starts waiting for stock (order_backordered), or ships part now and the rest later (order_split), queues a notification naming the missing lines';
+CREATE TRIGGER notify_missing
+	AFTER UPDATE OF state ON orderflow.orders
+	FOR EACH ROW
+	WHEN ((NEW.state OPERATOR(orderflow.=) 'backordered'::orderflow.order_state
+		   AND OLD.state OPERATOR(orderflow.<>) 'backordered'::orderflow.order_state)
+		  OR (NEW.state OPERATOR(orderflow.=) 'allocated'::orderflow.order_state
+			  AND OLD.state OPERATOR(orderflow.<>) 'allocated'::orderflow.order_state
+			  AND NEW.allocation_policy OPERATOR(pg_catalog.=) 'split'))
+	EXECUTE FUNCTION orderflow.notify_missing();
+COMMENT ON TRIGGER notify_missing ON orderflow.orders IS
+	'queues an order_backordered or order_split notification when an order starts waiting for some or all of its stock';
+
+CREATE FUNCTION orderflow.notify_adjustment() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orderflow.enqueue('order_adjusted', NEW.order_id,
+		jsonb_build_object('order_no', (SELECT o.order_no FROM orderflow.orders o WHERE o.id = NEW.order_id),
+						   'kind', NEW.kind, 'line_no', NEW.line_no, 'amount', NEW.amount,
+						   'reason', NEW.reason),
+		'customer', format('order_adjustment:%s', NEW.id));
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION orderflow.notify_adjustment() IS
+	'row trigger on order_adjustments: each cancelled or substituted line queues an order_adjusted notification with the amount (positive: a refund due)';
+CREATE TRIGGER notify_adjustment
+	AFTER INSERT ON orderflow.order_adjustments
+	FOR EACH ROW EXECUTE FUNCTION orderflow.notify_adjustment();
+COMMENT ON TRIGGER notify_adjustment ON orderflow.order_adjustments IS
+	'queues an order_adjusted notification for each line cancelled or substituted after the order was placed';
+
+-------------------------------------------------------------------------------
 -- Payment deadlines and reminders
 -------------------------------------------------------------------------------
 
