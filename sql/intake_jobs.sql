@@ -59,8 +59,18 @@ SELECT bool_and(mark_sent(id)) AS marked FROM c1;
 SELECT bool_or(mark_sent(id)) AS marked_twice FROM c1;
 SELECT mark_failed(id, 'SMS gateway timeout') FROM c2 ORDER BY id LIMIT 1;
 SELECT count(*) AS retried FROM claim_outbox(10);
-SELECT enqueue('order_cancelled', find_order(:web, 'JB-4'), '{}', 'customer', format('order_cancelled:%s', find_order(:web, 'JB-4')))
+-- orderflow's own key of that cancellation notice: queued once.
+SELECT enqueue('order_cancelled', find_order(:web, 'JB-4'), '{}', 'customer', format('orderflow:order_cancelled:%s', find_order(:web, 'JB-4')))
 	 = (SELECT id FROM outbox WHERE topic = 'order_cancelled' AND order_id = find_order(:web, 'JB-4')) AS deduplicated;
+-- An application's own key, twice: one item.
+SELECT enqueue('shop.survey', find_order(:web, 'JB-4'), '{}', 'customer', 'survey:JB-4')
+	 = enqueue('shop.survey', find_order(:web, 'JB-4'), '{}', 'customer', 'survey:JB-4') AS deduplicated;
+-- orderflow's keys are its own: an application role cannot take one first
+-- (which would suppress orderflow's notice), and nothing is queued.
+SET ROLE orderflow_operator;
+SELECT enqueue('order_backordered', NULL, '{}', 'customer', 'orderflow:order_backordered:1:1');
+RESET ROLE;
+SELECT count(*) AS squatted FROM outbox WHERE dedupe_key LIKE 'orderflow:order_backordered:1:%';
 \set VERBOSITY sqlstate
 SELECT enqueue('Bad Topic', NULL);
 SELECT enqueue('x', NULL, '{}', 'nobody');

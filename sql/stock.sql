@@ -289,10 +289,11 @@ SELECT reserve('SK-TEA', 'SK-W1', 1);
 ROLLBACK;
 SELECT available('SK-TEA', 'SK-W1') AS tea_after;
 
--- The buyers are told: each order that started waiting for all or part of
--- its stock (with what it misses at that moment), and each line cancelled
--- or substituted (with the amount, positive when refunded); once each, in
--- the order it happened.
+-- The buyers are told: each order left waiting for all or part of its
+-- stock when its transaction committed (with what it missed then; SK-10,
+-- back-ordered by its substitution only until the same call allocated it,
+-- is not), and each line cancelled or substituted (with the amount,
+-- positive when refunded); once each, in the order it happened.
 SELECT o.order_no, x.topic, x.recipient, x.payload - 'order_no' AS payload,
 	   x.payload->>'order_no' = o.order_no AS names_order
   FROM outbox x JOIN orders o ON o.id = x.order_id
@@ -302,6 +303,8 @@ SELECT o.order_no, x.topic, x.recipient, x.payload - 'order_no' AS payload,
 BEGIN;
 SELECT pg_temp.new_order(9399, 'SK-RB', '{SK-POT}', '{50}') AS orb \gset
 SELECT outcome FROM allocate(:orb, 'wait');
+-- (The notice is queued at commit, or here, where the checks are run now.)
+SET CONSTRAINTS ALL IMMEDIATE;
 SELECT count(*) AS queued FROM outbox WHERE order_id = :orb;
 ROLLBACK;
 SELECT count(*) AS queued FROM outbox x WHERE x.payload->>'order_no' = 'SK-RB';

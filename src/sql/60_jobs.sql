@@ -57,6 +57,14 @@ BEGIN
 	IF jsonb_typeof(payload) <> 'object' THEN
 		RAISE EXCEPTION 'outbox payload must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- Keys of orderflow's own notifications are predictable; nobody else
+	-- may take one first and so suppress the notification.
+	IF starts_with(dedupe_key, 'orderflow:')
+	   AND current_user::regrole OPERATOR(pg_catalog.<>)
+		   (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'orderflow')::regrole THEN
+		RAISE EXCEPTION 'outbox dedupe keys starting with "orderflow:" are reserved' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'They are the keys of the notifications orderflow queues itself.';
+	END IF;
 	IF order_id IS NOT NULL THEN
 		SELECT o.shop_id INTO sid FROM orderflow.orders o WHERE o.id = enqueue.order_id;
 		IF NOT FOUND THEN
@@ -156,29 +164,39 @@ COMMENT ON FUNCTION orderflow.mark_failed(bigint, text) IS
 -- refund due).
 -------------------------------------------------------------------------------
 
+-- Checked when the transaction commits, so that an order that waits only
+-- for a moment (a substitution moves an allocated order to backordered and
+-- allocates it again at once) tells nobody: the notice is queued only if
+-- the order is still in the state the change took it to.
 CREATE FUNCTION orderflow.notify_missing() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	missing jsonb := (SELECT jsonb_agg(jsonb_build_object('line_no', x.line_no, 'sku', x.sku, 'qty', x.need)
-									   ORDER BY x.line_no)
-						FROM orderflow.line_needs(NEW.id) x WHERE x.need > 0);
 	topic text := CASE WHEN NEW.state OPERATOR(orderflow.=) 'backordered'::orderflow.order_state
 					   THEN 'order_backordered' ELSE 'order_split' END;
+	missing jsonb;
 BEGIN
+	IF NOT EXISTS (SELECT FROM orderflow.orders o
+					WHERE o.id = NEW.id AND o.history_seq = NEW.history_seq) THEN
+		RETURN NULL;
+	END IF;
+	missing := (SELECT jsonb_agg(jsonb_build_object('line_no', x.line_no, 'sku', x.sku, 'qty', x.need)
+								 ORDER BY x.line_no)
+				  FROM orderflow.line_needs(NEW.id) x WHERE x.need > 0);
 	IF missing IS NOT NULL THEN
 		PERFORM orderflow.enqueue(topic, NEW.id,
 			jsonb_build_object('order_no', NEW.order_no, 'missing', missing),
-			'customer', format('%s:%s:%s', topic, NEW.id, NEW.history_seq));
+			'customer', format('orderflow:%s:%s:%s', topic, NEW.id, NEW.history_seq));
 	END IF;
 	RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION orderflow.notify_missing() IS
-	'row trigger on orders: an order that starts waiting for stock (order_backordered), or ships part now and the rest later (order_split), queues a notification naming the missing lines';
-CREATE TRIGGER notify_missing
+	'constraint trigger on orders, at commit: an order still waiting for all of its stock (order_backordered), or shipping part now and the rest later (order_split), queues a notification naming the missing lines';
+CREATE CONSTRAINT TRIGGER notify_missing
 	AFTER UPDATE OF state ON orderflow.orders
+	DEFERRABLE INITIALLY DEFERRED
 	FOR EACH ROW
 	WHEN ((NEW.state OPERATOR(orderflow.=) 'backordered'::orderflow.order_state
 		   AND OLD.state OPERATOR(orderflow.<>) 'backordered'::orderflow.order_state)
@@ -187,7 +205,7 @@ CREATE TRIGGER notify_missing
 			  AND NEW.allocation_policy OPERATOR(pg_catalog.=) 'split'))
 	EXECUTE FUNCTION orderflow.notify_missing();
 COMMENT ON TRIGGER notify_missing ON orderflow.orders IS
-	'queues an order_backordered or order_split notification when an order starts waiting for some or all of its stock';
+	'at commit, queues an order_backordered or order_split notification for an order still waiting for some or all of its stock';
 
 CREATE FUNCTION orderflow.notify_adjustment() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -198,7 +216,7 @@ BEGIN
 		jsonb_build_object('order_no', (SELECT o.order_no FROM orderflow.orders o WHERE o.id = NEW.order_id),
 						   'kind', NEW.kind, 'line_no', NEW.line_no, 'amount', NEW.amount,
 						   'reason', NEW.reason),
-		'customer', format('order_adjustment:%s', NEW.id));
+		'customer', format('orderflow:order_adjustment:%s', NEW.id));
 	RETURN NULL;
 END
 $$;
@@ -289,7 +307,7 @@ BEGIN
 					jsonb_build_object('order_no', r.order_no, 'payment_deadline', r.payment_deadline,
 									   'amount', r.total_amount, 'currency', r.currency,
 									   'before', p::text),
-					'customer', format('payment_reminder:%s:%s', r.id, p));
+					'customer', format('orderflow:payment_reminder:%s:%s', r.id, p));
 				UPDATE orderflow.payment_reminders pr SET outbox_id = obid
 				 WHERE pr.order_id = r.id AND pr.before = p;
 				queued := queued + 1;
@@ -329,7 +347,7 @@ BEGIN
 		PERFORM orderflow.enqueue('order_cancelled', r.id,
 			jsonb_build_object('order_no', r.order_no, 'reason', 'payment_deadline',
 							   'payment_deadline', r.payment_deadline),
-			'customer', format('order_cancelled:%s', r.id));
+			'customer', format('orderflow:order_cancelled:%s', r.id));
 		n := n + 1;
 	END LOOP;
 	RETURN n;

@@ -24,6 +24,9 @@ CREATE POLICY tenant ON orderflow.orders
 ALTER TABLE orderflow.order_lines ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.order_lines
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+ALTER TABLE orderflow.order_adjustments ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON orderflow.order_adjustments
+	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
 ALTER TABLE orderflow.order_events ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.order_events
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));

@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(44);
+SELECT plan(46);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -173,6 +173,16 @@ SELECT is(
 	(SELECT count(*) FROM orderflow.order_events WHERE order_id = (SELECT order_a FROM tap_ids)),
 	2::bigint,
 	'tenant A sees both events of its order');
+SELECT throws_ok(
+	$$INSERT INTO orderflow.order_adjustments (order_id, kind, amount, reason)
+	  SELECT order_b, 'line_cancelled', 0, 'forged' FROM tap_ids$$,
+	'42501', NULL,
+	'tenant A cannot record an adjustment (and so notify the buyer) for shop B''s order');
+SELECT throws_ok(
+	$$SELECT orderflow.enqueue('order_cancelled', NULL, '{}', 'customer',
+							   'orderflow:order_cancelled:' || (SELECT order_b FROM tap_ids))$$,
+	'22023', NULL,
+	'tenant A cannot take the key of a notice orderflow would queue for shop B''s order');
 RESET ROLE;
 
 SET ROLE tap_tenant_b;
