@@ -1,6 +1,9 @@
 # Crash safety of the intake jobs (doc/intake.md: "After a crash,
 # uncommitted work is simply gone and the payloads are still waiting"; SPEC,
-# Jobs: every job is safe after a crash, with no double release).  A sync
+# Jobs: every job is safe after a crash, with no double release).  First a
+# session that gives holds back is terminated mid-transaction (its backend
+# dies, the server and its shared-memory counters stay): nothing of it is
+# kept.  Then a sync
 # and a payment-deadline sweep are in flight, their pages written by a
 # checkpoint, when the postmaster is killed.  After recovery nothing of
 # them is left: the payloads they took wait again, the unpaid orders they
@@ -62,6 +65,31 @@ SELECT (SELECT count(*) FROM orderflow.orders) || ' orders, '
 my $before = $node->safe_psql($db, $snapshot_sql);
 is($before, '20 orders, 30 waiting, 0 cancelled, 25 held, 75 available, 0 notifications',
 	'committed state before the crash');
+
+# A session that gives every hold back and is then terminated: its backend
+# dies with the transaction open, and the shared-memory counters, which
+# outlive it, must not keep the releases.
+{
+	my ($vin, $vout, $verr) = ('', '', '');
+	my $vtimer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
+	my $victim = IPC::Run::start(
+		[ 'psql', '-XAtq', '-d', $node->connstr($db), '-f', '-' ],
+		'<', \$vin, '>', \$vout, '2>', \$verr, $vtimer);
+	$vin .= q{
+BEGIN;
+SELECT 'released ' || count(orderflow.release(id)) FROM orderflow.reservations WHERE status = 'held';
+SELECT 'pid ' || pg_backend_pid();
+};
+	$victim->pump until $vout =~ /pid \d+/ || $vtimer->is_expired;
+	my ($pid) = $vout =~ /pid (\d+)/;
+	like($vout, qr/released 25/, 'the terminated session had released the 25 holds');
+	$node->safe_psql($db, "SELECT pg_terminate_backend($pid, 10000)");
+	$victim->finish;
+	is($node->safe_psql($db, $snapshot_sql), $before,
+		'after its backend is terminated, nothing of its releases is left: holds and counters as before');
+	is($node->safe_psql($db, 'SELECT count(*) FROM orderflow.check_stock()'),
+		'0', 'check_stock() is empty after the terminated session');
+}
 
 # In flight: a sync of the other 30 payloads (5 paid, 25 unpaid), then the
 # deadline sweep that cancels the 25 unpaid orders, which releases their
