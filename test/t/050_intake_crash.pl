@@ -3,9 +3,8 @@
 # Jobs: every job is safe after a crash, with no double release).  First a
 # session that gives holds back is terminated mid-transaction (its backend
 # dies, the server and its shared-memory counters stay): nothing of it is
-# kept.  Then a sync
-# and a payment-deadline sweep are in flight, their pages written by a
-# checkpoint, when the postmaster is killed.  After recovery nothing of
+# kept.  Then a sync and a payment-deadline sweep are in flight, their
+# pages written by a checkpoint, when the postmaster is killed.  After recovery nothing of
 # them is left: the payloads they took wait again, the unpaid orders they
 # cancelled are unpaid and still hold their checkout holds.  Running the
 # jobs again then creates each order exactly once, cancels each overdue
