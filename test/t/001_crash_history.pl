@@ -10,10 +10,12 @@ use warnings;
 
 use IPC::Run;
 use List::Util qw(sum);
+use FindBin;
+use lib $FindBin::RealBin;
+use OrderflowCrash;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 
 my $node = PostgreSQL::Test::Cluster->new('crash_history');
 $node->init;
@@ -106,21 +108,7 @@ is( $states_before,
 $node->kill9;
 $inflight->kill_kill;
 
-# Orphaned backends may keep the old shared memory for a moment; retry the
-# start like PostgreSQL's 017_shm.pl (poll_start), stopping in between in
-# case an attempt half-started or left a stale pid file behind.
-my $started = 0;
-for (my $i = 0; $i < 10 * $PostgreSQL::Test::Utils::timeout_default; $i++)
-{
-	if ($node->start(fail_ok => 1))
-	{
-		$started = 1;
-		last;
-	}
-	usleep(100_000);
-	$node->stop('fast', fail_ok => 1);
-}
-ok($started, 'server restarted after the crash') or BAIL_OUT('no restart');
+ok(restart_after_kill($node), 'server restarted after the crash') or BAIL_OUT('no restart');
 
 is($node->safe_psql('postgres', $states_sql),
 	$states_before, 'every order is in its last committed state');

@@ -20,6 +20,9 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use OrderflowCrash;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -197,19 +200,6 @@ my @conn_opts = ('-h', $node->host, '-p', $node->port);
 my %committed;    # reservation ids seen committed, over all rounds
 my $sql_errors = '';
 
-# Restart after a kill, as 017_shm.pl does: the old backends may still be
-# attached to the old shared memory for a moment.
-sub restart
-{
-	for (my $try = 0; $try < 600; $try++)
-	{
-		return 1 if $node->start(fail_ok => 1);
-		usleep(100_000);
-		$node->stop('fast', fail_ok => 1);
-	}
-	return 0;
-}
-
 # The checks that must hold after every recovery.
 sub check_after_recovery
 {
@@ -252,15 +242,7 @@ SELECT coalesce(string_agg(format('sku %s warehouse %s: on hand %s, held %s',
 	is($missing, '',
 		"round $round: all " . scalar(@ids) . " reservations seen committed are held");
 
-	my ($ret, $out, $err) = $node->psql($db, q{
-SELECT count(bt_index_check(c.oid, true))
-  FROM pg_index i
-  JOIN pg_class c ON c.oid = i.indexrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_am am ON am.oid = c.relam
- WHERE n.nspname = 'orderflow' AND am.amname = 'btree' AND c.relpersistence = 'p'});
-	ok($ret == 0 && $out > 0, "round $round: amcheck finds the $out btree indexes intact")
-	  or diag("amcheck: $err");
+	amcheck_ok($node, $db, "round $round");
 	return;
 }
 
@@ -333,7 +315,7 @@ for my $round (1 .. $crashes)
 		"round $round: pgbench ran " . ($processed // 0) . " transactions before the crash")
 	  or diag("pgbench:\n$bench_out\n$bench_err");
 
-	ok(restart(), "round $round: the server restarts after kill -9");
+	ok(restart_after_kill($node), "round $round: the server restarts after kill -9");
 	check_after_recovery($round);
 }
 

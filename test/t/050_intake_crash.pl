@@ -14,10 +14,12 @@ use strict;
 use warnings;
 
 use IPC::Run;
+use FindBin;
+use lib $FindBin::RealBin;
+use OrderflowCrash;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 
 my $node = PostgreSQL::Test::Cluster->new('intake_crash');
 $node->init;
@@ -116,18 +118,7 @@ $node->safe_psql($db, 'CHECKPOINT');
 $node->kill9;
 $inflight->kill_kill;
 
-my $started = 0;
-for (my $i = 0; $i < 10 * $PostgreSQL::Test::Utils::timeout_default; $i++)
-{
-	if ($node->start(fail_ok => 1))
-	{
-		$started = 1;
-		last;
-	}
-	usleep(100_000);
-	$node->stop('fast', fail_ok => 1);
-}
-ok($started, 'server restarted after the crash') or BAIL_OUT('no restart');
+ok(restart_after_kill($node), 'server restarted after the crash') or BAIL_OUT('no restart');
 
 is($node->safe_psql($db, $snapshot_sql), $before,
 	'after recovery: the payloads wait again, the unpaid orders are not cancelled, every hold is held');
@@ -165,15 +156,7 @@ SELECT (SELECT count(*) FROM orderflow.reservations WHERE status = 'held') || ' 
 	'0 held, 100 available, 25 cancellation notices, 0 stock problems',
 	'every hold was given back once');
 
-my ($ret, $amcheck, $amerr) = $node->psql($db, q{
-SELECT count(bt_index_check(c.oid, true))
-  FROM pg_index i
-  JOIN pg_class c ON c.oid = i.indexrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_am am ON am.oid = c.relam
- WHERE n.nspname = 'orderflow' AND am.amname = 'btree' AND c.relpersistence = 'p'});
-ok($ret == 0 && $amcheck > 0, "amcheck finds the $amcheck btree indexes intact")
-  or diag("amcheck: $amerr");
+amcheck_ok($node, $db, 'after the jobs ran again');
 
 $node->stop;
 done_testing();
