@@ -54,14 +54,31 @@ SELECT * FROM shown WHERE shop = 'ad-web' ORDER BY order_no;
 SELECT * FROM shown_lines WHERE shop = 'ad-web' ORDER BY 1, 2;
 SELECT order_no, what, seq, kind, code, amount, note FROM shown_extras WHERE sid = :web ORDER BY 1, 2, 3;
 
--- taobao: four published TOP trades.  Times are China time without an
--- offset; tid 1604615437261148287 exceeds 2^53 and must stay exact; the
--- numeric-money trade sends amounts as JSON numbers and tid as a string.
+-- taobao: three published TOP trades.  Times are China time without an
+-- offset; tid 1604615437261148287 exceeds 2^53 and must stay exact.
 SELECT f, ingest(:tb, pg_read_file(:'fx' || f)::jsonb) > 0 AS stored
   FROM unnest(ARRAY['taobao_trade_wait_seller_send_goods_2lines.json',
-					'taobao_trade_wait_seller_send_goods_numeric_money.json',
 					'taobao_trade_closed_by_taobao_promotion.json',
 					'taobao_trade_closed_by_taobao_post_fee.json']) f;
+-- TOP responses relayed by integrators also carry tid and oid as strings
+-- and amounts as JSON numbers: the first trade so rewritten (tid 500001099,
+-- every money field of the trade and of its lines a number) reads the same.
+SELECT ingest(:tb, jsonb_set(d, '{trade_fullinfo_get_response,trade}', t
+		|| jsonb_build_object('tid', '500001099')
+		|| (SELECT jsonb_object_agg(k, (t->>k)::numeric)
+			  FROM unnest(ARRAY['payment', 'total_fee', 'post_fee', 'discount_fee', 'adjust_fee']) k)
+		|| jsonb_build_object('orders', jsonb_build_object('order',
+			(SELECT jsonb_agg(o || jsonb_build_object('oid', o->>'oid')
+						|| (SELECT jsonb_object_agg(k, (o->>k)::numeric)
+							  FROM unnest(ARRAY['price', 'payment', 'total_fee', 'discount_fee', 'adjust_fee']) k)
+							  ORDER BY n)
+			   FROM jsonb_array_elements(t #> '{orders,order}') WITH ORDINALITY AS x(o, n)))))) > 0 AS stored
+  FROM (SELECT d, d #> '{trade_fullinfo_get_response,trade}' AS t
+		  FROM (SELECT pg_read_file(:'fx' || 'taobao_trade_wait_seller_send_goods_2lines.json')::jsonb AS d) f) f;
+SELECT jsonb_typeof(t->'tid') AS tid, jsonb_typeof(t->'payment') AS payment,
+	   jsonb_typeof(t #> '{orders,order,0,oid}') AS oid, jsonb_typeof(t #> '{orders,order,1,price}') AS price
+  FROM (SELECT payload #> '{trade_fullinfo_get_response,trade}' AS t FROM inbox
+		 WHERE shop_id = :tb AND order_no = '500001099') x;
 SELECT * FROM sync();
 \x on
 SELECT * FROM shown WHERE shop = 'ad-taobao' ORDER BY order_no;

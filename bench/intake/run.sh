@@ -1,7 +1,9 @@
 #!/bin/sh
 # Intake benchmark: orderflow.sync() of N generic payloads against a bare
-# INSERT ... SELECT from jsonb_to_record into the same tables (orders and
-# order_lines, with the same triggers), in the same run and database.
+# INSERT ... SELECT from jsonb_to_record into the same tables (orders,
+# order_lines and order_discounts, with the same triggers and foreign keys;
+# the payloads carry no payment, so sync writes no order_payments either),
+# in the same run and database.
 #
 #   bench/intake/run.sh [N] [dbname]        (default 100000, orderflow_bench)
 #
@@ -66,6 +68,12 @@ SELECT o.id, l.ord, l.sku, l.qty, l.unit_price
   JOIN orderflow.orders o ON o.shop_id = :bare_shop AND o.order_no = p.doc->>'order_no',
 	   ROWS FROM (jsonb_to_recordset(p.doc->'lines') AS (sku text, qty int, unit_price numeric))
 		   WITH ORDINALITY AS l(sku, qty, unit_price, ord);
+INSERT INTO orderflow.order_discounts (order_id, seq, kind, code, amount)
+SELECT o.id, d.ord, d.kind, d.code, d.amount
+  FROM payloads p
+  JOIN orderflow.orders o ON o.shop_id = :bare_shop AND o.order_no = p.doc->>'order_no',
+	   ROWS FROM (jsonb_to_recordset(p.doc->'discounts') AS (kind text, code text, amount numeric))
+		   WITH ORDINALITY AS d(kind, code, amount, ord);
 COMMIT;
 \timing off
 SQL

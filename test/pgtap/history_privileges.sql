@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(46);
+SELECT plan(51);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -184,6 +184,37 @@ SELECT throws_ok(
 	'22023', NULL,
 	'tenant A cannot take the key of a notice orderflow would queue for shop B''s order');
 RESET ROLE;
+
+-- The inbox (payloads and their status rows): each tenant ingests, sees and
+-- syncs only its own shop's payloads.
+SELECT orderflow.ingest(shop_b, '{"order_no": "TAP-B-2", "status": "paid", "created_at": "2026-11-26T10:00:00Z",
+								  "receiver": {"name": "B", "phone": "13900000002", "address": "B road 2"},
+								  "lines": [{"sku": "TAP-SKU", "qty": 1, "unit_price": "1.00"}]}')
+  FROM tap_ids;
+SET ROLE tap_tenant_a;
+SELECT lives_ok(
+	$$SELECT orderflow.ingest(shop_a, '{"order_no": "TAP-A-2", "status": "paid", "created_at": "2026-11-26T10:00:00Z",
+										"receiver": {"name": "A", "phone": "13900000001", "address": "A road 1"},
+										"lines": [{"sku": "TAP-SKU", "qty": 1, "unit_price": "1.00"}]}')
+		FROM tap_ids$$,
+	'tenant A ingests a payload of its own shop');
+SELECT throws_ok(
+	$$SELECT orderflow.ingest(shop_b, '{"order_no": "TAP-B-3"}') FROM tap_ids$$,
+	'42501', NULL,
+	'tenant A cannot put a payload into shop B''s inbox');
+SELECT results_eq(
+	$$SELECT order_no || ':' || status FROM orderflow.inbox$$,
+	$$VALUES ('TAP-A-2:pending')$$,
+	'tenant A sees only its own shop''s inbox');
+SELECT results_eq(
+	$$SELECT new, rejected FROM orderflow.sync(10)$$,
+	$$VALUES (1, 0)$$,
+	'tenant A''s sync applies its own payload and leaves shop B''s alone');
+RESET ROLE;
+SELECT results_eq(
+	$$SELECT order_no || ':' || status FROM orderflow.inbox ORDER BY id$$,
+	$$VALUES ('TAP-B-2:pending'), ('TAP-A-2:done')$$,
+	'shop B''s payload still waits for a sync that may see it');
 
 SET ROLE tap_tenant_b;
 SELECT results_eq(
