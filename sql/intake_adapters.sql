@@ -36,7 +36,8 @@ UNION ALL
 SELECT o.order_no, 'payment', p.seq, p.method, p.transaction_id, p.amount, p.paid_at::text, o.shop_id
   FROM orderflow.order_payments p JOIN orderflow.orders o ON o.id = p.order_id
 UNION ALL
-SELECT o.order_no, 'exception', 0, e.kind, NULL, NULL, e.detail::text, o.shop_id
+SELECT o.order_no, 'exception', 0, e.kind, NULL, NULL,
+	   regexp_replace(e.detail::text, '"order_id": [0-9]+', '"order_id": N', 'g'), o.shop_id
   FROM orderflow.exceptions e JOIN orderflow.orders o ON o.id = e.order_id;
 
 -- generic: the SPEC example.  2 x 59.00 = 118.00, - 10.00 coupon - 20.00
