@@ -1256,6 +1256,67 @@ orderflow_reserve(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Fail with OF004 unless the calling role may see the order.  Holds are
+ * written and closed as the extension owner, so the tenant policy of the
+ * order is applied here, to the caller, as functions that read the order
+ * itself have it applied.
+ */
+static void
+RequireOrderVisible(int64 order_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	bool		found;
+
+	args[0] = Int64GetDatum(order_id);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up order %lld", (long long) order_id);
+	found = SPI_processed == 1;
+	SPI_finish();
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
+				 errmsg("order %lld does not exist", (long long) order_id)));
+}
+
+/*
+ * The order a hold belongs to, read as the owner: its id, or 0 when the
+ * hold belongs to no order or does not exist.
+ */
+static int64
+HoldOrderId(int64 hold_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	Oid			save_userid;
+	int			save_sec_context;
+	int64		order_id = 0;
+
+	args[0] = Int64GetDatum(hold_id);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	if (SPI_execute_with_args("SELECT r.order_id FROM orderflow.reservations r"
+							  " WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.order_id IS NOT NULL",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up reservation %lld", (long long) hold_id);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		order_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	return order_id;
+}
+
+/*
  * orderflow.hold(sku, warehouse, qty, ref, expires_at, order_id, line_no,
  *				  bin_id, lot_id, incoming): a hold with every detail given, for
  * the extension's own functions (receive_stock holds incoming stock for
@@ -1277,6 +1338,8 @@ orderflow_hold(PG_FUNCTION_ARGS)
 		extra_null[i] = PG_ARGISNULL(3 + i);
 		extra[i] = extra_null[i] ? (Datum) 0 : PG_GETARG_DATUM(3 + i);
 	}
+	if (!extra_null[2])
+		RequireOrderVisible(DatumGetInt64(extra[2]));
 	id = HoldInternal(TextArg(fcinfo, 0), TextArg(fcinfo, 1), PG_GETARG_INT32(2),
 					  extra, extra_null, !PG_ARGISNULL(9) && PG_GETARG_BOOL(9));
 	if (id == 0)
@@ -1330,6 +1393,7 @@ Datum
 orderflow_release(PG_FUNCTION_ARGS)
 {
 	int64		id;
+	int64		order_id;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
 	Oid			status_argtypes[1] = {INT8OID};
@@ -1338,6 +1402,9 @@ orderflow_release(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 0, "reservation id");
 	id = PG_GETARG_INT64(0);
 	args[0] = Int64GetDatum(id);
+	order_id = HoldOrderId(id);
+	if (order_id != 0)
+		RequireOrderVisible(order_id);
 
 	if (CloseHolds("UPDATE orderflow.reservations r"
 				   "   SET status = 'released', closed_at = pg_catalog.now()"
@@ -1378,6 +1445,7 @@ orderflow_release_order_holds(PG_FUNCTION_ARGS)
 	char		nulls[2] = {' ', ' '};
 
 	RequireArg(fcinfo, 0, "order id");
+	RequireOrderVisible(PG_GETARG_INT64(0));
 	args[0] = PG_GETARG_DATUM(0);
 	args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	if (PG_ARGISNULL(1))

@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(51);
+SELECT plan(57);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -215,6 +215,40 @@ SELECT results_eq(
 	$$SELECT order_no || ':' || status FROM orderflow.inbox ORDER BY id$$,
 	$$VALUES ('TAP-B-2:pending'), ('TAP-A-2:done')$$,
 	'shop B''s payload still waits for a sync that may see it');
+
+-- Holds of an order are written and closed by the extension's functions as
+-- its owner; they still act only on orders the caller may see.
+-- (Stock received in this transaction is held as incoming stock.)
+CREATE TEMP TABLE tap_stock AS
+SELECT add_warehouse('TAP-W', 'tap warehouse'), add_bin('TAP-W', 'TAP-BIN'),
+	   add_sku('TAP-STOCK', 'tap stock', 1.00), receive_stock('TAP-STOCK', 'TAP-W', 'TAP-BIN', 10);
+ALTER TABLE tap_ids ADD hold_b bigint;
+UPDATE tap_ids SET hold_b = hold('TAP-STOCK', 'TAP-W', 2, NULL, NULL, order_b, 1, NULL, NULL, true);
+SET ROLE tap_tenant_a;
+SELECT throws_ok(
+	$$SELECT orderflow.release(hold_b) FROM tap_ids$$,
+	'OF004', NULL,
+	'tenant A cannot release a hold of shop B''s order');
+SELECT throws_ok(
+	$$SELECT orderflow.release_holds(order_b) FROM tap_ids$$,
+	'OF004', NULL,
+	'tenant A cannot release the holds of shop B''s order');
+SELECT throws_ok(
+	$$SELECT orderflow.hold('TAP-STOCK', 'TAP-W', 1, NULL, NULL, order_b, 1, NULL, NULL, true) FROM tap_ids$$,
+	'OF004', NULL,
+	'tenant A cannot hold stock for shop B''s order');
+RESET ROLE;
+SELECT results_eq(
+	$$SELECT r.status, r.qty FROM orderflow.reservations r WHERE r.order_id = (SELECT order_b FROM tap_ids)$$,
+	$$VALUES ('held'::text, 2)$$,
+	'shop B''s order still holds its stock, and nothing else was held for it');
+SET ROLE tap_tenant_b;
+SELECT ok(orderflow.release(hold_b), 'tenant B releases the hold of its own order') FROM tap_ids;
+RESET ROLE;
+SELECT is(
+	(SELECT r.status FROM orderflow.reservations r WHERE r.id = (SELECT hold_b FROM tap_ids)),
+	'released',
+	'the hold is released once');
 
 SET ROLE tap_tenant_b;
 SELECT results_eq(
