@@ -228,6 +228,22 @@ SELECT kind, amount FROM order_adjustments WHERE order_id = :o10;
 SELECT state, total_amount FROM orders WHERE id = :o10;
 SELECT substitute_line(:o10, 2, 'SK-NOPE');
 
+-- Outside cancel_line and substitute_line nobody, the superuser included,
+-- changes a cancelled quantity, adds a substitution line, records a refund
+-- or changes an approved order's amounts (OF012); the guards stay closed
+-- after one of those functions failed, and nothing changes.
+SELECT pg_temp.new_order(9390, 'SK-90', '{SK-CUP}', '{2}') AS o11 \gset
+DO $$ BEGIN PERFORM orderflow.cancel_line(9390, 7); EXCEPTION WHEN OTHERS THEN NULL; END $$;
+SELECT orderflow.trusted_write() AS guards_open;
+UPDATE order_lines SET cancelled_qty = 1 WHERE order_id = :o11;
+INSERT INTO order_lines (order_id, sku, qty, unit_price, substitutes) VALUES (:o11, 'SK-MUG', 1, 0, 1);
+INSERT INTO order_adjustments (order_id, line_no, kind, amount) VALUES (:o11, 1, 'line_cancelled', 1);
+UPDATE orders SET total_amount = 0 WHERE id = :o11;
+SELECT cancel_units(:o11, 1, 1, 'no hold released');
+SELECT o.total_amount, l.cancelled_qty, (SELECT count(*) FROM order_adjustments a WHERE a.order_id = o.id) AS refunds,
+	   (SELECT count(*) FROM order_lines x WHERE x.order_id = o.id) AS lines
+  FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.id = :o11;
+
 -- Cancelling an order releases everything it holds, exactly once.
 SELECT available('SK-TEA', 'SK-W1') AS tea_before;
 SELECT transition(:o1, 'cancelled', 'buyer cancelled');

@@ -75,6 +75,46 @@ static SPIPlanPtr cancel_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
 static uint64 plan_generation = 0;
 
+/*
+ * Changes to what an order owes or holds once it is approved (cancelled
+ * quantities, substitution lines, refund records, amounts) are made only by
+ * orderflow's stock functions: the guard triggers of those tables refuse
+ * them (OF012) unless orderflow.trusted_write() is true, and it is true
+ * only while cancel_line, substitute_line or allocate's cancellation of
+ * missing units runs in this backend.  SQL cannot set it.
+ */
+static int	trusted_depth = 0;
+
+static void
+TrustedWritesBegin(void)
+{
+	trusted_depth++;
+}
+
+static void
+TrustedWritesEnd(void)
+{
+	Assert(trusted_depth > 0);
+	trusted_depth--;
+}
+
+/* Run cancel_plan with args, trusted writes on while it runs. */
+static void
+CancelUnitsTrusted(Datum *args)
+{
+	TrustedWritesBegin();
+	PG_TRY();
+	{
+		if (SPI_execute_plan(cancel_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not cancel missing units");
+	}
+	PG_FINALLY();
+	{
+		TrustedWritesEnd();
+	}
+	PG_END_TRY();
+}
+
 static SPIPlanPtr
 Prepare(const char *sql, int nargs, Oid *argtypes)
 {
@@ -461,8 +501,7 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 			args[1] = Int32GetDatum(lines[i].line_no);
 			args[2] = Int32GetDatum(lines[i].need);
 			args[3] = CStringGetTextDatum("out of stock");
-			if (SPI_execute_plan(cancel_plan, args, NULL, false, 0) != SPI_OK_SELECT)
-				elog(ERROR, "could not cancel missing units");
+			CancelUnitsTrusted(args);
 		}
 		to_set = held_any ? movable : true;
 		to = held_any ? OS_ALLOCATED : OS_CANCELLED;
@@ -505,4 +544,79 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/*
+ * orderflow.trusted_write(): whether one of orderflow's stock functions is
+ * running in this backend (see TrustedWritesBegin); read by the guard
+ * triggers.
+ */
+PG_FUNCTION_INFO_V1(orderflow_trusted_write);
+Datum
+orderflow_trusted_write(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(trusted_depth > 0);
+}
+
+/*
+ * Call the PL/pgSQL function named by signature with this call's
+ * arguments, trusted writes on while it runs, off again however it ends.
+ * The function is called through fmgr, so it runs as the caller, with the
+ * caller's row-level security, and needs no EXECUTE grant of its own.
+ */
+static Datum
+CallTrusted(FunctionCallInfo fcinfo, const char *signature)
+{
+	FmgrInfo   *steps = (FmgrInfo *) fcinfo->flinfo->fn_extra;
+
+	LOCAL_FCINFO(inner, 5);
+	Datum		result = (Datum) 0;
+
+	Assert(fcinfo->nargs <= 5);
+	if (steps == NULL)
+	{
+		Oid			fn = DatumGetObjectId(DirectFunctionCall1(to_regprocedure,
+															  CStringGetTextDatum(signature)));
+
+		if (!OidIsValid(fn))
+			elog(ERROR, "function %s does not exist", signature);
+		steps = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FmgrInfo));
+		fmgr_info_cxt(fn, steps, fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = steps;
+	}
+	InitFunctionCallInfoData(*inner, steps, fcinfo->nargs, fcinfo->fncollation, NULL, NULL);
+	for (int i = 0; i < fcinfo->nargs; i++)
+		inner->args[i] = fcinfo->args[i];
+
+	TrustedWritesBegin();
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(inner);
+	}
+	PG_FINALLY();
+	{
+		TrustedWritesEnd();
+	}
+	PG_END_TRY();
+	fcinfo->isnull = inner->isnull;
+	return result;
+}
+
+/* orderflow.cancel_line(order_id, line_no, reason): see cancel_line_steps. */
+PG_FUNCTION_INFO_V1(orderflow_cancel_line);
+Datum
+orderflow_cancel_line(PG_FUNCTION_ARGS)
+{
+	return CallTrusted(fcinfo, "orderflow.cancel_line_steps(bigint,integer,text)");
+}
+
+/*
+ * orderflow.substitute_line(order_id, line_no, sku, unit_price, reason): see
+ * substitute_line_steps.
+ */
+PG_FUNCTION_INFO_V1(orderflow_substitute_line);
+Datum
+orderflow_substitute_line(PG_FUNCTION_ARGS)
+{
+	return CallTrusted(fcinfo, "orderflow.substitute_line_steps(bigint,integer,text,numeric,text)");
 }

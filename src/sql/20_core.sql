@@ -357,6 +357,16 @@ DECLARE
 	ord bigint;
 	substitution boolean := false;
 BEGIN
+	-- Cancelled quantities and substitution lines come only from
+	-- orderflow.cancel_line and orderflow.substitute_line, which record the
+	-- refund and release the holds with them.
+	IF ((TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND NEW.cancelled_qty IS DISTINCT FROM OLD.cancelled_qty)
+		OR (TG_OP OPERATOR(pg_catalog.=) 'INSERT'
+			AND (NEW.substitutes IS NOT NULL OR NEW.cancelled_qty OPERATOR(pg_catalog.<>) 0)))
+	   AND NOT orderflow.trusted_write() THEN
+		RAISE EXCEPTION 'cancelled quantities and substitution lines change only through orderflow.cancel_line and orderflow.substitute_line'
+			USING ERRCODE = 'OF012';
+	END IF;
 	IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
 		ord := OLD.order_id;
 	ELSE
@@ -390,7 +400,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION orderflow.order_lines_guard() IS
-	'row trigger on order_lines: numbers new lines and refuses changes once the order is approved';
+	'row trigger on order_lines: numbers new lines, refuses changes once the order is approved, and cancelled quantities or substitution lines outside orderflow.cancel_line and orderflow.substitute_line';
 
 CREATE TRIGGER order_lines_guard
 	BEFORE INSERT OR UPDATE OR DELETE ON orderflow.order_lines

@@ -344,6 +344,51 @@ COMMENT ON FUNCTION orderflow.line_refund(bigint, integer, integer) IS
 	'refund for cancelling some units of a line (unit price after the line discount)';
 
 -- Cancel units of a line and record the refund.
+CREATE FUNCTION orderflow.trusted_write()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orderflow_trusted_write' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION orderflow.trusted_write() IS
+	'true while orderflow.cancel_line, orderflow.substitute_line or allocate''s cancellation of missing units runs in this session: the guard triggers allow refund records, cancelled quantities and amount changes of approved orders only then';
+
+-- Refund records and the amounts of approved orders follow cancellations
+-- and substitutions; nobody writes them directly.
+CREATE FUNCTION orderflow.stock_write_guard() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF orderflow.trusted_write() THEN
+		RETURN NEW;
+	ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'orders' THEN
+		RAISE EXCEPTION 'amounts of order % change only through orderflow.cancel_line and orderflow.substitute_line', NEW.id
+			USING ERRCODE = 'OF012',
+				  DETAIL = pg_catalog.format('The order is %s; its amounts change with a refund record from then on.', OLD.state);
+	ELSE
+		RAISE EXCEPTION 'refunds of order % are recorded only by orderflow.cancel_line and orderflow.substitute_line', NEW.order_id
+			USING ERRCODE = 'OF012';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION orderflow.stock_write_guard() IS
+	'row trigger: refuses refund records and amount changes of approved orders outside orderflow''s stock functions (OF012)';
+
+CREATE TRIGGER order_adjustments_guard
+	BEFORE INSERT ON orderflow.order_adjustments
+	FOR EACH ROW EXECUTE FUNCTION orderflow.stock_write_guard();
+COMMENT ON TRIGGER order_adjustments_guard ON orderflow.order_adjustments IS
+	'refund records are written only by orderflow.cancel_line and orderflow.substitute_line';
+
+CREATE TRIGGER orders_amounts_guard
+	BEFORE UPDATE OF goods_amount, discount_amount, shipping_fee, total_amount, paid_amount
+	ON orderflow.orders
+	FOR EACH ROW
+	WHEN (OLD.state OPERATOR(orderflow.>=) 'approved'::orderflow.order_state
+		  AND (NEW.goods_amount, NEW.discount_amount, NEW.shipping_fee, NEW.total_amount, NEW.paid_amount)
+			  IS DISTINCT FROM
+			  (OLD.goods_amount, OLD.discount_amount, OLD.shipping_fee, OLD.total_amount, OLD.paid_amount))
+	EXECUTE FUNCTION orderflow.stock_write_guard();
+COMMENT ON TRIGGER orders_amounts_guard ON orderflow.orders IS
+	'once an order is approved its amounts change only with a refund record, through orderflow.cancel_line and orderflow.substitute_line';
+
 CREATE FUNCTION orderflow.cancel_units(p_order_id bigint, p_line_no integer, p_units integer,
 									   p_reason text)
 RETURNS numeric
@@ -503,7 +548,7 @@ $$;
 COMMENT ON FUNCTION orderflow.fill_backorders(integer) IS
 	'allocates back-ordered orders again from available stock, priority then paid-time order; skips orders locked by others';
 
-CREATE FUNCTION orderflow.cancel_line(order_id bigint, line_no integer, reason text DEFAULT NULL)
+CREATE FUNCTION orderflow.cancel_line_steps(order_id bigint, line_no integer, reason text DEFAULT NULL)
 RETURNS numeric
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -514,15 +559,15 @@ DECLARE
 	v_shipped integer;
 	v_refund numeric;
 BEGIN
-	o := orderflow.lock_order(cancel_line.order_id);
+	o := orderflow.lock_order(cancel_line_steps.order_id);
 	IF o.state OPERATOR(orderflow.>) 'allocated' AND o.state OPERATOR(orderflow.<>) 'on_hold' THEN
 		RAISE EXCEPTION 'lines of order % cannot be cancelled in state "%"', o.id, o.state
 			USING ERRCODE = 'OF011';
 	END IF;
 	SELECT * INTO l FROM orderflow.order_lines x
-	 WHERE x.order_id OPERATOR(pg_catalog.=) o.id AND x.line_no OPERATOR(pg_catalog.=) cancel_line.line_no;
+	 WHERE x.order_id OPERATOR(pg_catalog.=) o.id AND x.line_no OPERATOR(pg_catalog.=) cancel_line_steps.line_no;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'order % has no line %', o.id, cancel_line.line_no USING ERRCODE = 'OF004';
+		RAISE EXCEPTION 'order % has no line %', o.id, cancel_line_steps.line_no USING ERRCODE = 'OF004';
 	END IF;
 	SELECT coalesce(pg_catalog.sum(r.qty), 0) INTO v_shipped FROM orderflow.reservations r
 	 WHERE r.order_id OPERATOR(pg_catalog.=) o.id AND r.line_no OPERATOR(pg_catalog.=) l.line_no
@@ -546,10 +591,16 @@ BEGIN
 	RETURN v_refund;
 END
 $$;
+COMMENT ON FUNCTION orderflow.cancel_line_steps(bigint, integer, text) IS
+	'the steps of orderflow.cancel_line, which runs them with the stock guards open; called directly, its writes are refused (OF012)';
+
+CREATE FUNCTION orderflow.cancel_line(order_id bigint, line_no integer, reason text DEFAULT NULL)
+RETURNS numeric
+AS 'MODULE_PATHNAME', 'orderflow_cancel_line' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION orderflow.cancel_line(bigint, integer, text) IS
 	'cancels what is left of an order line, releases its holds and records the refund; returns the refund';
 
-CREATE FUNCTION orderflow.substitute_line(order_id bigint, line_no integer, sku text,
+CREATE FUNCTION orderflow.substitute_line_steps(order_id bigint, line_no integer, sku text,
 										  unit_price numeric DEFAULT NULL, reason text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -564,22 +615,22 @@ DECLARE
 	v_old_value numeric;
 	v_new_value numeric;
 BEGIN
-	o := orderflow.lock_order(substitute_line.order_id);
+	o := orderflow.lock_order(substitute_line_steps.order_id);
 	IF NOT (o.state OPERATOR(orderflow.=) ANY (ARRAY['approved'::orderflow.order_state, 'backordered'::orderflow.order_state,
 					   'allocated'::orderflow.order_state])) THEN
 		RAISE EXCEPTION 'lines of order % cannot be substituted in state "%"', o.id, o.state
 			USING ERRCODE = 'OF011';
 	END IF;
 	SELECT * INTO l FROM orderflow.order_lines x
-	 WHERE x.order_id OPERATOR(pg_catalog.=) o.id AND x.line_no OPERATOR(pg_catalog.=) substitute_line.line_no;
+	 WHERE x.order_id OPERATOR(pg_catalog.=) o.id AND x.line_no OPERATOR(pg_catalog.=) substitute_line_steps.line_no;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'order % has no line %', o.id, substitute_line.line_no USING ERRCODE = 'OF004';
+		RAISE EXCEPTION 'order % has no line %', o.id, substitute_line_steps.line_no USING ERRCODE = 'OF004';
 	END IF;
-	SELECT s.unit_price INTO v_price FROM orderflow.skus s WHERE s.code OPERATOR(pg_catalog.=) substitute_line.sku;
+	SELECT s.unit_price INTO v_price FROM orderflow.skus s WHERE s.code OPERATOR(pg_catalog.=) substitute_line_steps.sku;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'SKU "%" does not exist', substitute_line.sku USING ERRCODE = 'OF007';
+		RAISE EXCEPTION 'SKU "%" does not exist', substitute_line_steps.sku USING ERRCODE = 'OF007';
 	END IF;
-	v_price := coalesce(substitute_line.unit_price, v_price);
+	v_price := coalesce(substitute_line_steps.unit_price, v_price);
 	IF v_price OPERATOR(pg_catalog.<) 0 THEN
 		RAISE EXCEPTION 'invalid unit price %', v_price USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -598,12 +649,12 @@ BEGIN
 	 WHERE x.order_id OPERATOR(pg_catalog.=) o.id AND x.line_no OPERATOR(pg_catalog.=) l.line_no;
 	INSERT INTO orderflow.order_lines (order_id, sku, name, qty, unit_price, discount, substitutes)
 	SELECT o.id, s.code, s.name, v_units, v_price, 0, l.line_no
-	  FROM orderflow.skus s WHERE s.code OPERATOR(pg_catalog.=) substitute_line.sku
+	  FROM orderflow.skus s WHERE s.code OPERATOR(pg_catalog.=) substitute_line_steps.sku
 	RETURNING order_lines.line_no INTO v_new;
 	v_new_value := v_price OPERATOR(pg_catalog.*) v_units;
 	INSERT INTO orderflow.order_adjustments (order_id, line_no, kind, amount, reason)
 	VALUES (o.id, v_new, 'substitution', v_old_value OPERATOR(pg_catalog.-) v_new_value,
-			coalesce(reason, pg_catalog.format('line %s replaced by %s', l.line_no, substitute_line.sku)));
+			coalesce(reason, pg_catalog.format('line %s replaced by %s', l.line_no, substitute_line_steps.sku)));
 	UPDATE orderflow.orders x
 	   SET total_amount = GREATEST(x.total_amount OPERATOR(pg_catalog.-) (v_old_value OPERATOR(pg_catalog.-) v_new_value), 0),
 		   goods_amount = GREATEST(x.goods_amount OPERATOR(pg_catalog.-) (v_old_value OPERATOR(pg_catalog.-) v_new_value), 0)
@@ -615,6 +666,13 @@ BEGIN
 	RETURN v_new;
 END
 $$;
+COMMENT ON FUNCTION orderflow.substitute_line_steps(bigint, integer, text, numeric, text) IS
+	'the steps of orderflow.substitute_line, which runs them with the stock guards open; called directly, its writes are refused (OF012)';
+
+CREATE FUNCTION orderflow.substitute_line(order_id bigint, line_no integer, sku text,
+										  unit_price numeric DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orderflow_substitute_line' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION orderflow.substitute_line(bigint, integer, text, numeric, text) IS
 	'replaces what is left of a line by another SKU (at its price unless given), records the price difference and allocates the substitute; returns the new line number';
 

@@ -119,7 +119,8 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.allocate(bigint, text),
 	orderflow.fill_backorders(integer),
 	orderflow.cancel_line(bigint, integer, text),
-	orderflow.substitute_line(bigint, integer, text, numeric, text)
+	orderflow.substitute_line(bigint, integer, text, numeric, text),
+	orderflow.trusted_write()
 TO orderflow_operator, orderflow_warehouse;
 GRANT EXECUTE ON FUNCTION
 	orderflow.record_movement(text, text, text, text, integer, text, text, text, date, date),

@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(57);
+SELECT plan(65);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -21,6 +21,7 @@ CREATE ROLE tap_admin_login LOGIN IN ROLE orderflow_admin;
 CREATE ROLE tap_tenant_a NOLOGIN IN ROLE orderflow_operator;
 CREATE ROLE tap_tenant_b NOLOGIN IN ROLE orderflow_operator;
 CREATE ROLE tap_nobody NOLOGIN;
+CREATE ROLE tap_warehouse NOLOGIN IN ROLE orderflow_warehouse;
 
 -- Two shops, one per tenant, one paid order each (so the history has rows
 -- for UPDATE and DELETE to act on).
@@ -176,7 +177,7 @@ SELECT is(
 SELECT throws_ok(
 	$$INSERT INTO orderflow.order_adjustments (order_id, kind, amount, reason)
 	  SELECT order_b, 'line_cancelled', 0, 'forged' FROM tap_ids$$,
-	'42501', NULL,
+	'OF012', NULL,
 	'tenant A cannot record an adjustment (and so notify the buyer) for shop B''s order');
 SELECT throws_ok(
 	$$SELECT orderflow.enqueue('order_cancelled', NULL, '{}', 'customer',
@@ -187,6 +188,7 @@ RESET ROLE;
 
 -- The inbox (payloads and their status rows): each tenant ingests, sees and
 -- syncs only its own shop's payloads.
+CREATE TEMP TABLE tap_ingested AS
 SELECT orderflow.ingest(shop_b, '{"order_no": "TAP-B-2", "status": "paid", "created_at": "2026-11-26T10:00:00Z",
 								  "receiver": {"name": "B", "phone": "13900000002", "address": "B road 2"},
 								  "lines": [{"sku": "TAP-SKU", "qty": 1, "unit_price": "1.00"}]}')
@@ -249,6 +251,55 @@ SELECT is(
 	(SELECT r.status FROM orderflow.reservations r WHERE r.id = (SELECT hold_b FROM tap_ids)),
 	'released',
 	'the hold is released once');
+
+-- What an approved order owes changes only with a refund record, through
+-- orderflow.cancel_line and orderflow.substitute_line: the warehouse role
+-- holds the table privileges those functions use, but not to use them
+-- directly.
+INSERT INTO orders (shop_id, order_no, state) SELECT shop_a, 'TAP-A-3', 'paid' FROM tap_ids;
+ALTER TABLE tap_ids ADD order_a3 bigint;
+UPDATE tap_ids SET order_a3 = find_order(shop_a, 'TAP-A-3');
+INSERT INTO order_lines (order_id, sku, qty, unit_price) SELECT order_a3, 'TAP-STOCK', 2, 1.00 FROM tap_ids;
+UPDATE orders SET goods_amount = 2.00, total_amount = 2.00, paid_amount = 2.00
+ WHERE id = (SELECT order_a3 FROM tap_ids);
+CREATE TEMP TABLE tap_approved AS SELECT transition(order_a3, 'approved') FROM tap_ids;
+SET ROLE tap_warehouse;
+SELECT throws_ok(
+	$$UPDATE orderflow.order_lines SET cancelled_qty = 2 WHERE order_id = (SELECT order_a3 FROM tap_ids)$$,
+	'OF012', NULL,
+	'warehouse cannot cancel units by updating the line');
+SELECT throws_ok(
+	$$INSERT INTO orderflow.order_lines (order_id, sku, qty, unit_price, substitutes)
+	  SELECT order_a3, 'TAP-STOCK', 1, 0, 1 FROM tap_ids$$,
+	'OF012', NULL,
+	'warehouse cannot add a substitution line directly');
+SELECT throws_ok(
+	$$UPDATE orderflow.orders SET total_amount = 0 WHERE id = (SELECT order_a3 FROM tap_ids)$$,
+	'OF012', NULL,
+	'warehouse cannot change the amount of an approved order');
+SELECT throws_ok(
+	$$INSERT INTO orderflow.order_adjustments (order_id, line_no, kind, amount, reason)
+	  SELECT order_a3, 1, 'line_cancelled', 2.00, 'forged' FROM tap_ids$$,
+	'OF012', NULL,
+	'warehouse cannot record a refund directly');
+SELECT throws_ok(
+	$$SELECT orderflow.cancel_units(order_a3, 1, 2, 'skipping the hold release') FROM tap_ids$$,
+	'OF012', NULL,
+	'warehouse cannot call the unit cancellation step on its own');
+SELECT is(orderflow.cancel_line(order_a3, 1, 'customer changed mind'), 2.00::numeric,
+		  'warehouse cancels the line through cancel_line: refund 2.00')
+  FROM tap_ids;
+RESET ROLE;
+SELECT results_eq(
+	$$SELECT o.state::text, o.total_amount, l.cancelled_qty
+		FROM orderflow.orders o JOIN orderflow.order_lines l ON l.order_id = o.id
+	   WHERE o.id = (SELECT order_a3 FROM tap_ids)$$,
+	$$VALUES ('cancelled'::text, 0.00::numeric, 2)$$,
+	'the order is cancelled, its amount lowered and the line cancelled once');
+SELECT results_eq(
+	$$SELECT kind, amount FROM orderflow.order_adjustments WHERE order_id = (SELECT order_a3 FROM tap_ids)$$,
+	$$VALUES ('line_cancelled'::text, 2.00::numeric)$$,
+	'one refund record, written by cancel_line');
 
 SET ROLE tap_tenant_b;
 SELECT results_eq(
