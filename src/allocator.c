@@ -1283,17 +1283,18 @@ RequireOrderVisible(int64 order_id)
 }
 
 /*
- * The order a hold belongs to, read as the owner: its id, or 0 when the
- * hold belongs to no order or does not exist.
+ * Look a hold up as the owner: false when it does not exist, else its
+ * status (allocated where the caller can use it after SPI_finish) and the
+ * order it belongs to (0 when none).
  */
-static int64
-HoldOrderId(int64 hold_id)
+static bool
+HoldLookup(int64 hold_id, int64 *order_id, char **status)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
 	Oid			save_userid;
 	int			save_sec_context;
-	int64		order_id = 0;
+	bool		found;
 
 	args[0] = Int64GetDatum(hold_id);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -1301,19 +1302,25 @@ HoldOrderId(int64 hold_id)
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	if (SPI_execute_with_args("SELECT r.order_id FROM orderflow.reservations r"
-							  " WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.order_id IS NOT NULL",
+	if (SPI_execute_with_args("SELECT r.status, coalesce(r.order_id, 0) FROM orderflow.reservations r"
+							  " WHERE r.id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up reservation %lld", (long long) hold_id);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
-	if (SPI_processed == 1)
+	found = SPI_processed == 1;
+	if (found)
 	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *value = SPI_getvalue(tup, desc, 1);
 		bool		isnull;
 
-		order_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		*status = SPI_palloc(strlen(value) + 1);
+		strcpy(*status, value);
+		*order_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 	}
 	SPI_finish();
-	return order_id;
+	return found;
 }
 
 /*
@@ -1394,41 +1401,35 @@ orderflow_release(PG_FUNCTION_ARGS)
 {
 	int64		id;
 	int64		order_id;
+	char	   *status;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
-	Oid			status_argtypes[1] = {INT8OID};
-	char	   *status = NULL;
 
 	RequireArg(fcinfo, 0, "reservation id");
 	id = PG_GETARG_INT64(0);
 	args[0] = Int64GetDatum(id);
-	order_id = HoldOrderId(id);
-	if (order_id != 0)
-		RequireOrderVisible(order_id);
-
-	if (CloseHolds("UPDATE orderflow.reservations r"
-				   "   SET status = 'released', closed_at = pg_catalog.now()"
-				   " WHERE r.id OPERATOR(pg_catalog.=) $1"
-				   "   AND r.status OPERATOR(pg_catalog.=) 'held'"
-				   " RETURNING r.sku_id, r.warehouse_id, r.qty",
-				   1, argtypes, args, NULL) == 1)
-		PG_RETURN_BOOL(true);
-
-	/* Not held: say why. */
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT status FROM orderflow.reservations WHERE id OPERATOR(pg_catalog.=) $1",
-							  1, status_argtypes, args, NULL, true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
-		status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (status == NULL)
+	if (!HoldLookup(id, &order_id, &status))
 		ereport(ERROR,
 				(errcode(ERRCODE_OF_RESERVATION_NOT_FOUND),
 				 errmsg("reservation %lld does not exist", (long long) id)));
+	if (order_id != 0)
+		RequireOrderVisible(order_id);
+
+	if (strcmp(status, "held") == 0)
+	{
+		if (CloseHolds("UPDATE orderflow.reservations r"
+					   "   SET status = 'released', closed_at = pg_catalog.now()"
+					   " WHERE r.id OPERATOR(pg_catalog.=) $1"
+					   "   AND r.status OPERATOR(pg_catalog.=) 'held'"
+					   " RETURNING r.sku_id, r.warehouse_id, r.qty",
+					   1, argtypes, args, NULL) == 1)
+			PG_RETURN_BOOL(true);
+		/* Closed meanwhile by a transaction that has committed since. */
+		(void) HoldLookup(id, &order_id, &status);
+	}
 	ereport(NOTICE,
 			(errmsg("reservation %lld is already %s; nothing to release",
 					(long long) id, status)));
-	SPI_finish();
 	PG_RETURN_BOOL(false);
 }
 

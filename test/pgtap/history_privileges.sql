@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(65);
+SELECT plan(66);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -246,6 +246,7 @@ SELECT results_eq(
 	'shop B''s order still holds its stock, and nothing else was held for it');
 SET ROLE tap_tenant_b;
 SELECT ok(orderflow.release(hold_b), 'tenant B releases the hold of its own order') FROM tap_ids;
+SELECT is(orderflow.release(hold_b), false, 'a second release says the hold is released already') FROM tap_ids;
 RESET ROLE;
 SELECT is(
 	(SELECT r.status FROM orderflow.reservations r WHERE r.id = (SELECT hold_b FROM tap_ids)),
