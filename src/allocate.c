@@ -24,12 +24,22 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
@@ -62,18 +72,51 @@ typedef struct AllocOrder
 	int64		id;
 	OrderState	state;
 	char	   *stored_policy;	/* NULL when none was stored */
-	bool		consent;		/* may ship in several parcels */
+	bool		consent;		/* the order's consent to split shipments */
+	bool		consent_unset;	/* NULL: the shop's setting applies */
 	char	   *order_no;
+	int64		shop_id;
 	bool		has_checkout_holds;
 	int			nwarehouses;
 	char	  **warehouses;		/* active, by priority */
 } AllocOrder;
 
 static SPIPlanPtr order_plan = NULL;
-static SPIPlanPtr lines_plan = NULL;
+static SPIPlanPtr consent_plan = NULL;
+static SPIPlanPtr warehouses_plan = NULL;
 static SPIPlanPtr cancel_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
 static uint64 plan_generation = 0;
+
+/*
+ * What allocation reads of an order besides the order row, read straight
+ * from the tables' indexes: its lines (primary key of order_lines), the
+ * holds of its lines (reservations_order_idx) and the holds placed at
+ * checkout under its number (reservations_ref_idx).  Relation OIDs and
+ * column numbers are looked up once per cache generation.
+ */
+static struct
+{
+	Oid			lines;
+	Oid			lines_pkey;
+	AttrNumber	line_no;
+	AttrNumber	line_sku;
+	AttrNumber	line_qty;
+	AttrNumber	line_cancelled;
+	Oid			holds;
+	Oid			holds_order_idx;
+	Oid			holds_ref_idx;
+	AttrNumber	hold_qty;
+	AttrNumber	hold_status;
+	AttrNumber	hold_order;
+	AttrNumber	hold_line;
+}			rels;
+
+/* Active warehouse codes by priority, kept until the cache generation moves. */
+static MemoryContext warehouses_cxt = NULL;
+static char **warehouse_codes = NULL;
+static int	nwarehouse_codes = 0;
+static uint64 warehouses_generation = 0;
 
 /*
  * Changes to what an order owes or holds once it is approved (cancelled
@@ -133,11 +176,20 @@ OrderStateTypeOid(void)
 						   ObjectIdGetDatum(get_namespace_oid("orderflow", false)));
 }
 
+static AttrNumber
+ColumnNumber(Oid relid, const char *name)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "column \"%s\" of relation %u does not exist", name, relid);
+	return attnum;
+}
+
 static void
 PreparePlans(void)
 {
 	Oid			int8arg[1] = {INT8OID};
-	Oid			linesargs[2] = {INT8OID, TEXTOID};
 	Oid			cancelargs[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
 	Oid			updateargs[3] = {INT8OID, TEXTOID, InvalidOid};
 
@@ -146,41 +198,85 @@ PreparePlans(void)
 	if (order_plan)
 	{
 		SPI_freeplan(order_plan);
-		SPI_freeplan(lines_plan);
+		SPI_freeplan(consent_plan);
+		SPI_freeplan(warehouses_plan);
 		SPI_freeplan(cancel_plan);
 		SPI_freeplan(update_plan);
-		order_plan = lines_plan = cancel_plan = update_plan = NULL;
+		order_plan = consent_plan = warehouses_plan = cancel_plan = update_plan = NULL;
 	}
 	updateargs[2] = OrderStateTypeOid();
 
 	/*
-	 * The order, locked, and the warehouses to take from.  Run as the caller:
-	 * row-level security decides which orders the caller may allocate.
+	 * The order, locked.  Run as the caller: row-level security decides which
+	 * orders the caller may allocate.  The lock does not conflict with the
+	 * key-share locks of rows being added that refer to the order.
 	 */
-	order_plan = Prepare("SELECT o.state, o.allocation_policy,"
-						 "       coalesce(o.allow_split, s.allow_split), o.order_no,"
-						 "       ARRAY(SELECT w.code FROM orderflow.warehouses w"
-						 "              WHERE w.active ORDER BY w.priority, w.code)"
+	order_plan = Prepare("SELECT o.state, o.allocation_policy, o.allow_split, o.order_no,"
+						 "       o.shop_id"
 						 "  FROM orderflow.orders o"
-						 "  JOIN orderflow.shops s ON s.id OPERATOR(pg_catalog.=) o.shop_id"
 						 " WHERE o.id OPERATOR(pg_catalog.=) $1"
-						 "   FOR UPDATE OF o",
+						 "   FOR NO KEY UPDATE",
 						 1, int8arg);
-	/* Its lines, and whether holds wait to be claimed under its number. */
-	lines_plan = Prepare("SELECT x.line_no, x.sku, x.requested, x.held, x.need,"
-						 "       EXISTS (SELECT FROM orderflow.reservations r"
-						 "                WHERE r.ref OPERATOR(pg_catalog.=) $2"
-						 "                  AND r.status OPERATOR(pg_catalog.=) 'held'"
-						 "                  AND r.order_id IS NULL)"
-						 "  FROM orderflow.line_needs($1) x",
-						 2, linesargs);
+	/* The shop's consent to split shipments, when the order gives none. */
+	consent_plan = Prepare("SELECT s.allow_split FROM orderflow.shops s"
+						   " WHERE s.id OPERATOR(pg_catalog.=) $1",
+						   1, int8arg);
+	warehouses_plan = Prepare("SELECT w.code FROM orderflow.warehouses w"
+							  " WHERE w.active ORDER BY w.priority, w.code",
+							  0, NULL);
 	cancel_plan = Prepare("SELECT orderflow.cancel_units($1, $2, $3, $4)",
 						  4, cancelargs);
 	update_plan = Prepare("UPDATE orderflow.orders"
 						  "   SET allocation_policy = $2, state = $3"
 						  " WHERE id OPERATOR(pg_catalog.=) $1",
 						  3, updateargs);
+
+	OrderflowWatchRelation(OrderflowRelid("warehouses", false));
+	rels.lines = OrderflowRelid("order_lines", false);
+	rels.lines_pkey = OrderflowRelid("order_lines_pkey", false);
+	rels.line_no = ColumnNumber(rels.lines, "line_no");
+	rels.line_sku = ColumnNumber(rels.lines, "sku");
+	rels.line_qty = ColumnNumber(rels.lines, "qty");
+	rels.line_cancelled = ColumnNumber(rels.lines, "cancelled_qty");
+	rels.holds = OrderflowRelid("reservations", false);
+	rels.holds_order_idx = OrderflowRelid("reservations_order_idx", false);
+	rels.holds_ref_idx = OrderflowRelid("reservations_ref_idx", false);
+	rels.hold_qty = ColumnNumber(rels.holds, "qty");
+	rels.hold_status = ColumnNumber(rels.holds, "status");
+	rels.hold_order = ColumnNumber(rels.holds, "order_id");
+	rels.hold_line = ColumnNumber(rels.holds, "line_no");
 	plan_generation = OrderflowCacheGeneration();
+}
+
+/*
+ * The active warehouses by priority.  Read again after any change to the
+ * warehouses table (its statement trigger invalidates it in every backend).
+ */
+static void
+ReadWarehouses(AllocOrder *o)
+{
+	if (warehouse_codes == NULL || warehouses_generation != OrderflowCacheGeneration())
+	{
+		MemoryContext old;
+
+		if (warehouses_cxt == NULL)
+			warehouses_cxt = AllocSetContextCreate(TopMemoryContext,
+												   "orderflow warehouses",
+												   ALLOCSET_SMALL_SIZES);
+		MemoryContextReset(warehouses_cxt);
+		warehouse_codes = NULL;
+		if (SPI_execute_plan(warehouses_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "warehouse query failed");
+		old = MemoryContextSwitchTo(warehouses_cxt);
+		nwarehouse_codes = (int) SPI_processed;
+		warehouse_codes = palloc(sizeof(char *) * (nwarehouse_codes + 1));
+		for (int i = 0; i < nwarehouse_codes; i++)
+			warehouse_codes[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		MemoryContextSwitchTo(old);
+		warehouses_generation = OrderflowCacheGeneration();
+	}
+	o->nwarehouses = nwarehouse_codes;
+	o->warehouses = warehouse_codes;
 }
 
 static AllocationPolicy
@@ -214,8 +310,6 @@ LockOrder(int64 order_id, AllocOrder *o)
 	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
-	Datum	   *codes;
-	bool	   *codenulls;
 
 	if (SPI_execute_plan(order_plan, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "order lock query failed");
@@ -228,49 +322,145 @@ LockOrder(int64 order_id, AllocOrder *o)
 	o->id = order_id;
 	o->state = DatumGetOrderState(SPI_getbinval(tup, desc, 1, &isnull));
 	o->stored_policy = TextColumn(tup, desc, 2);
-	d = SPI_getbinval(tup, desc, 3, &isnull);
-	o->consent = !isnull && DatumGetBool(d);
+	d = SPI_getbinval(tup, desc, 3, &o->consent_unset);
+	o->consent = !o->consent_unset && DatumGetBool(d);
 	o->order_no = TextColumn(tup, desc, 4);
-	d = SPI_getbinval(tup, desc, 5, &isnull);
-	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-					  &codes, &codenulls, &o->nwarehouses);
-	o->warehouses = palloc(sizeof(char *) * (o->nwarehouses + 1));
-	for (int i = 0; i < o->nwarehouses; i++)
-		o->warehouses[i] = TextDatumGetCString(codes[i]);
+	o->shop_id = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	ReadWarehouses(o);
+}
+
+/* Whether the order may ship in several parcels: its own say, else its shop's. */
+static bool
+SplitConsent(AllocOrder *o)
+{
+	Datum		args[1] = {Int64GetDatum(o->shop_id)};
+	bool		isnull;
+	Datum		d;
+
+	if (!o->consent_unset)
+		return o->consent;
+	if (SPI_execute_plan(consent_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "shop query failed");
+	if (SPI_processed == 0)
+		return false;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return !isnull && DatumGetBool(d);
+}
+
+static int32
+Int32Column(TupleTableSlot *slot, AttrNumber attnum)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, attnum, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+typedef struct LineRead
+{
+	AllocLine  *lines;
+	int			n;
+	int			size;
+} LineRead;
+
+static bool
+VisitLine(TupleTableSlot *slot, void *arg)
+{
+	LineRead   *r = (LineRead *) arg;
+	AllocLine  *l;
+	bool		isnull;
+	Datum		sku;
+
+	if (r->n == r->size)
+	{
+		r->size *= 2;
+		r->lines = repalloc(r->lines, sizeof(AllocLine) * r->size);
+	}
+	l = &r->lines[r->n++];
+	memset(l, 0, sizeof(AllocLine));
+	l->line_no = Int32Column(slot, rels.line_no);
+	sku = slot_getattr(slot, rels.line_sku, &isnull);
+	l->sku = isnull ? NULL : TextDatumGetCString(sku);
+	l->requested = Int32Column(slot, rels.line_qty) - Int32Column(slot, rels.line_cancelled);
+	initStringInfo(&l->where);
+	return true;
+}
+
+/* A hold's status is one of these. */
+static bool
+StatusIs(TupleTableSlot *slot, const char *status)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, rels.hold_status, &isnull);
+	text	   *t;
+
+	if (isnull)
+		return false;
+	t = DatumGetTextPP(d);
+	return VARSIZE_ANY_EXHDR(t) == strlen(status) &&
+		memcmp(VARDATA_ANY(t), status, VARSIZE_ANY_EXHDR(t)) == 0;
+}
+
+/* Holds of the order's lines: what is held or shipped counts as got. */
+static bool
+VisitLineHold(TupleTableSlot *slot, void *arg)
+{
+	LineRead   *r = (LineRead *) arg;
+	int32		line_no = Int32Column(slot, rels.hold_line);
+
+	if (!StatusIs(slot, "held") && !StatusIs(slot, "shipped"))
+		return true;
+	for (int i = 0; i < r->n; i++)
+		if (r->lines[i].line_no == line_no)
+			r->lines[i].got += Int32Column(slot, rels.hold_qty);
+	return true;
+}
+
+/* Whether a hold placed at checkout waits to be claimed. */
+static bool
+VisitCheckoutHold(TupleTableSlot *slot, void *arg)
+{
+	if (StatusIs(slot, "held") && slot_attisnull(slot, rels.hold_order))
+	{
+		*(bool *) arg = true;
+		return false;
+	}
+	return true;
 }
 
 /*
  * The order's lines with what they hold, and whether holds wait to be
- * claimed under the order's number, read after the order is locked with a
- * new snapshot (not read-only), so that changes made by whoever held the
- * lock before are seen.
+ * claimed under the order's number.  Read with a new snapshot taken after
+ * the order is locked, as a statement run then would, so that changes made
+ * by whoever held the lock before are seen.  The caller may see the order,
+ * and so its lines and their holds; they are read as the extension.
  */
 static AllocLine *
 ReadLines(AllocOrder *o, int *nlines)
 {
-	Datum		args[2] = {Int64GetDatum(o->id), CStringGetTextDatum(o->order_no)};
-	AllocLine  *lines;
+	LineRead	r;
+	Snapshot	snapshot;
 
-	if (SPI_execute_plan(lines_plan, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "order line query failed");
-	*nlines = (int) SPI_processed;
+	r.size = 8;
+	r.n = 0;
+	r.lines = palloc(sizeof(AllocLine) * r.size);
+
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	IndexScanEqual(rels.lines, rels.lines_pkey, F_INT8EQ, Int64GetDatum(o->id),
+			  snapshot, VisitLine, &r);
+	IndexScanEqual(rels.holds, rels.holds_order_idx, F_INT8EQ, Int64GetDatum(o->id),
+			  snapshot, VisitLineHold, &r);
 	o->has_checkout_holds = false;
-	lines = palloc0(sizeof(AllocLine) * (*nlines + 1));
-	for (int i = 0; i < *nlines; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
+	IndexScanEqual(rels.holds, rels.holds_ref_idx, F_TEXTEQ,
+			  CStringGetTextDatum(o->order_no), snapshot, VisitCheckoutHold,
+			  &o->has_checkout_holds);
+	UnregisterSnapshot(snapshot);
 
-		lines[i].line_no = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		lines[i].sku = TextColumn(tup, desc, 2);
-		lines[i].requested = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		lines[i].got = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		lines[i].need = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-		o->has_checkout_holds = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-		initStringInfo(&lines[i].where);
-	}
-	return lines;
+	for (int i = 0; i < r.n; i++)
+		r.lines[i].need = r.lines[i].requested - r.lines[i].got;
+	*nlines = r.n;
+	return r.lines;
 }
 
 static void
@@ -372,7 +562,7 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 				 errmsg("order %lld cannot be allocated in state \"%s\"",
 						(long long) o.id, OrderStateName(o.state)),
 				 errdetail("Orders are allocated when approved or backordered (or, when split, while parts are outstanding).")));
-	if (policy == POLICY_SPLIT && !o.consent)
+	if (policy == POLICY_SPLIT && !SplitConsent(&o))
 		policy = POLICY_WAIT;
 
 	lines = ReadLines(&o, &nlines);

@@ -593,7 +593,7 @@ static const char *durable_available_sql =
 "        coalesce((SELECT pg_catalog.sum(r.qty) FROM orderflow.reservations r"
 "                   WHERE r.sku_id OPERATOR(pg_catalog.=) $1"
 "                     AND r.warehouse_id OPERATOR(pg_catalog.=) $2"
-"                     AND r.status OPERATOR(pg_catalog.=) 'held'), 0))::pg_catalog.int8";
+"                     AND r.closed_at IS NULL), 0))::pg_catalog.int8";
 
 static int64
 DurableAvailable(const StockKey *key)
@@ -888,7 +888,7 @@ RequirePositiveQty(int32 qty)
 /*
  * Hold rows are written straight into orderflow.reservations (see
  * DirectInsert): the extension forms every row itself, with a positive
- * quantity and status 'held', so its CHECK constraints hold by
+ * quantity, status 'held' and no closed_at, so its CHECK constraints hold by
  * construction, and nothing else may write the table.
  */
 static const char *const hold_columns[] = {

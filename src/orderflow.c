@@ -8,8 +8,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
+#include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_class.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -18,6 +21,8 @@
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
 #include "orderflow.h"
@@ -249,4 +254,31 @@ DirectInsertClose(DirectInsert * di)
 	ExecCloseIndices(di->rri);
 	FreeExecutorState(di->estate);
 	table_close(di->rel, NoLock);
+}
+
+/*
+ * Visit the rows of a table that an index finds equal to key in its first
+ * column, as the snapshot sees them.  visit returns false to stop.
+ */
+void
+IndexScanEqual(Oid relid, Oid indexid, RegProcedure eqproc, Datum key,
+			   Snapshot snapshot, IndexScanVisit visit, void *arg)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	index = index_open(indexid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan;
+	ScanKeyData skey;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], eqproc, key);
+	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		if (!visit(slot, arg))
+			break;
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
 }

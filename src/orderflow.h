@@ -90,6 +90,7 @@ extern Oid	OrderflowRelid(const char *relname, bool missing_ok);
 extern Oid	HistoryOwner(void);
 extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
+extern void OrderflowWatchRelation(Oid relid);
 struct _SPI_plan;
 extern void UpdateOrderWithReason(struct _SPI_plan *plan, Datum *args,
 								  const char *nulls, int64 order_id,
@@ -122,6 +123,17 @@ extern void DirectInsertOpen(DirectInsert * di, Oid relid, const char *const *co
 							 int ncolumns);
 extern void DirectInsertRow(DirectInsert * di, Datum *values, bool *nulls);
 extern void DirectInsertClose(DirectInsert * di);
+
+/*
+ * Rows a table's index finds equal to a key in its first column, as a
+ * snapshot sees them; visit returns false to stop.
+ */
+struct TupleTableSlot;
+struct SnapshotData;
+typedef bool (*IndexScanVisit) (struct TupleTableSlot *slot, void *arg);
+extern void IndexScanEqual(Oid relid, Oid indexid, RegProcedure eqproc, Datum key,
+						   struct SnapshotData *snapshot, IndexScanVisit visit,
+						   void *arg);
 
 /* history.c */
 #define HISTORY_HASH_LEN 32

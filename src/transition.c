@@ -68,6 +68,11 @@ static OrderColumns order_columns = {InvalidOid};
 static bool callback_registered = false;
 static uint64 cache_generation = 1;
 
+/* Further tables whose invalidation moves the cache generation. */
+#define MAX_WATCHED 8
+static Oid	watched[MAX_WATCHED];
+static int	nwatched = 0;
+
 /* Reason handed from orderflow.transition() to the trigger. */
 static const char *pending_reason = NULL;
 static int64 pending_reason_order = 0;
@@ -111,6 +116,9 @@ GraphInvalidate(Datum arg, Oid relid)
 		order_columns.relid = InvalidOid;
 		cache_generation++;
 	}
+	for (int i = 0; i < nwatched; i++)
+		if (relid == watched[i])
+			cache_generation++;
 }
 
 static void
@@ -331,6 +339,22 @@ OrderflowCacheGeneration(void)
 {
 	EnsureCallback();
 	return cache_generation;
+}
+
+/*
+ * Make changes to a table that a backend caches (their statement trigger
+ * invalidates it, see orderflow.cache_changed) move the cache generation.
+ */
+void
+OrderflowWatchRelation(Oid relid)
+{
+	EnsureCallback();
+	for (int i = 0; i < nwatched; i++)
+		if (watched[i] == relid)
+			return;
+	if (nwatched == MAX_WATCHED)
+		memmove(watched, watched + 1, sizeof(Oid) * --nwatched);
+	watched[nwatched++] = relid;
 }
 
 static AttrNumber

@@ -142,12 +142,13 @@ SELECT pg_catalog.pg_extension_config_dump('orderflow.bins_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('orderflow.skus', '');
 SELECT pg_catalog.pg_extension_config_dump('orderflow.skus_id_seq', '');
 
--- Backends cache the transition graph, and the bins and lots stock is
--- picked from; a change to those tables makes every backend read them again.
+-- Backends cache the transition graph, the warehouses stock is taken from,
+-- and the bins and lots it is picked from; a change to those tables makes
+-- every backend read them again.
 CREATE FUNCTION orderflow.cache_changed() RETURNS trigger
 AS 'MODULE_PATHNAME', 'orderflow_cache_changed_trigger' LANGUAGE C;
 COMMENT ON FUNCTION orderflow.cache_changed() IS
-	'statement trigger: makes every backend reload what it cached of the table (transition graph, bins, lots)';
+	'statement trigger: makes every backend reload what it cached of the table (transition graph, warehouses, bins, lots)';
 
 CREATE TRIGGER cache_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderflow.transitions
@@ -166,6 +167,11 @@ CREATE TRIGGER cache_changed
 	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.cache_changed();
 COMMENT ON TRIGGER cache_changed ON orderflow.bins IS
 	'makes every backend read the picking order of bins again';
+CREATE TRIGGER cache_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orderflow.warehouses
+	FOR EACH STATEMENT EXECUTE FUNCTION orderflow.cache_changed();
+COMMENT ON TRIGGER cache_changed ON orderflow.warehouses IS
+	'makes every backend read the active warehouses and their priorities again';
 
 -- SKU and warehouse codes are natural keys that stock counters and order
 -- lines refer to: they never change.
