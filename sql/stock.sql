@@ -118,7 +118,8 @@ SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', 2, 'found two in the count', 'L-O
 SELECT available('SK-TEA', 'SK-W1');
 
 -- Orders for the allocation cases.
-CREATE FUNCTION pg_temp.new_order(p_id bigint, no text, lines text[], qtys int[], split boolean DEFAULT NULL)
+CREATE FUNCTION pg_temp.new_order(p_id bigint, no text, lines text[], qtys int[], split boolean DEFAULT NULL,
+								  paid boolean DEFAULT false)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE v_id bigint;
 BEGIN
@@ -127,7 +128,8 @@ BEGIN
 	INSERT INTO orderflow.order_lines (order_id, sku, qty, unit_price)
 	SELECT v_id, l, q, s.unit_price FROM unnest(lines, qtys) AS u(l, q) JOIN orderflow.skus s ON s.code = l;
 	UPDATE orderflow.orders o SET total_amount = (SELECT sum(qty * unit_price) FROM orderflow.order_lines WHERE order_id = v_id),
-	       goods_amount = (SELECT sum(qty * unit_price) FROM orderflow.order_lines WHERE order_id = v_id)
+	       goods_amount = (SELECT sum(qty * unit_price) FROM orderflow.order_lines WHERE order_id = v_id),
+	       paid_amount = CASE WHEN paid THEN (SELECT sum(qty * unit_price) FROM orderflow.order_lines WHERE order_id = v_id) ELSE 0 END
 	 WHERE o.id = v_id;
 	PERFORM orderflow.transition(v_id, 'approved');
 	RETURN v_id;
@@ -227,6 +229,21 @@ SELECT line_no, sku, qty, cancelled_qty, unit_price, substitutes FROM order_line
 SELECT kind, amount FROM order_adjustments WHERE order_id = :o10;
 SELECT state, total_amount FROM orders WHERE id = :o10;
 SELECT substitute_line(:o10, 2, 'SK-NOPE');
+
+-- Cancelling a paid order records what is due back, once: what was paid,
+-- less the refunds already recorded for it (here its cancelled cup), so
+-- that its records add up to the amount paid.  An order never paid
+-- records nothing.
+SELECT pg_temp.new_order(9320, 'SK-20', '{SK-TEA,SK-CUP}', '{1,1}', NULL, true) AS o20 \gset
+SELECT count(*) FROM allocate(:o20);
+SELECT cancel_line(:o20, 2, 'buyer removed the cup');
+SELECT transition(:o20, 'cancelled', 'buyer cancelled');
+SELECT kind, line_no, amount, reason FROM order_adjustments WHERE order_id = :o20 ORDER BY id;
+SELECT o.paid_amount, sum(a.amount) AS refunds_due
+  FROM orders o JOIN order_adjustments a ON a.order_id = o.id WHERE o.id = :o20 GROUP BY o.paid_amount;
+SELECT pg_temp.new_order(9321, 'SK-21', '{SK-TEA}', '{1}') AS o21 \gset
+SELECT transition(:o21, 'cancelled');
+SELECT count(*) AS refunds FROM order_adjustments WHERE order_id = :o21;
 
 -- Outside cancel_line and substitute_line nobody, the superuser included,
 -- changes a cancelled quantity, adds a substitution line, records a refund

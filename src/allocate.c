@@ -25,15 +25,18 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -809,4 +812,61 @@ Datum
 orderflow_substitute_line(PG_FUNCTION_ARGS)
 {
 	return CallTrusted(fcinfo, "orderflow.substitute_line_steps(bigint,integer,text,numeric,text)");
+}
+
+/*
+ * Trigger on orders, after an order is cancelled: what the buyer paid is due
+ * back.  Records one refund (kind order_cancelled) of the amount paid less
+ * the net of the refunds and charges already recorded for the order, so
+ * that the order's records add up to what was paid; nothing when that is
+ * not positive.  Written as the extension, with trusted writes on.
+ */
+PG_FUNCTION_INFO_V1(orderflow_cancel_refund_trigger);
+Datum
+orderflow_cancel_refund_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+	HeapTuple	oldtuple;
+	HeapTuple	newtuple;
+	Oid			argtypes[2] = {INT8OID, NUMERICOID};
+	Datum		args[2];
+	bool		isnull;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	CheckTriggerCall(fcinfo, "orderflow_cancel_refund_trigger", false, 1, &oldtuple, &newtuple);
+	args[0] = heap_getattr(newtuple, ColumnNumber(RelationGetRelid(trigdata->tg_relation), "id"),
+						   desc, &isnull);
+	args[1] = heap_getattr(newtuple, ColumnNumber(RelationGetRelid(trigdata->tg_relation), "paid_amount"),
+						   desc, &isnull);
+	if (isnull)
+		return PointerGetDatum(NULL);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	TrustedWritesBegin();
+	PG_TRY();
+	{
+		if (SPI_execute_with_args("INSERT INTO orderflow.order_adjustments (order_id, kind, amount, reason)"
+								  " SELECT $1, 'order_cancelled', d.due, 'order cancelled'"
+								  "   FROM (SELECT $2 OPERATOR(pg_catalog.-) coalesce(pg_catalog.sum(a.amount), 0) AS due"
+								  "           FROM orderflow.order_adjustments a"
+								  "          WHERE a.order_id OPERATOR(pg_catalog.=) $1) d"
+								  "  WHERE d.due OPERATOR(pg_catalog.>) 0",
+								  2, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record the refund of order %lld",
+				 (long long) DatumGetInt64(args[0]));
+	}
+	PG_FINALLY();
+	{
+		TrustedWritesEnd();
+	}
+	PG_END_TRY();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+	return PointerGetDatum(NULL);
 }
