@@ -73,39 +73,47 @@ CREATE OPERATOR orderflow.= (
 	RESTRICT = pg_catalog.eqsel, JOIN = pg_catalog.eqjoinsel,
 	HASHES, MERGES
 );
+COMMENT ON OPERATOR orderflow.= (orderflow.order_state, orderflow.order_state) IS 'same state';
 CREATE OPERATOR orderflow.<> (
 	LEFTARG = orderflow.order_state, RIGHTARG = orderflow.order_state,
 	FUNCTION = orderflow.order_state_ne,
 	COMMUTATOR = OPERATOR(orderflow.<>), NEGATOR = OPERATOR(orderflow.=),
 	RESTRICT = pg_catalog.neqsel, JOIN = pg_catalog.neqjoinsel
 );
+COMMENT ON OPERATOR orderflow.<> (orderflow.order_state, orderflow.order_state) IS 'different states';
 CREATE OPERATOR orderflow.< (
 	LEFTARG = orderflow.order_state, RIGHTARG = orderflow.order_state,
 	FUNCTION = orderflow.order_state_lt,
 	COMMUTATOR = OPERATOR(orderflow.>), NEGATOR = OPERATOR(orderflow.>=),
 	RESTRICT = pg_catalog.scalarltsel, JOIN = pg_catalog.scalarltjoinsel
 );
+COMMENT ON OPERATOR orderflow.< (orderflow.order_state, orderflow.order_state) IS 'earlier stage';
 CREATE OPERATOR orderflow.<= (
 	LEFTARG = orderflow.order_state, RIGHTARG = orderflow.order_state,
 	FUNCTION = orderflow.order_state_le,
 	COMMUTATOR = OPERATOR(orderflow.>=), NEGATOR = OPERATOR(orderflow.>),
 	RESTRICT = pg_catalog.scalarlesel, JOIN = pg_catalog.scalarlejoinsel
 );
+COMMENT ON OPERATOR orderflow.<= (orderflow.order_state, orderflow.order_state) IS 'earlier or same stage';
 CREATE OPERATOR orderflow.> (
 	LEFTARG = orderflow.order_state, RIGHTARG = orderflow.order_state,
 	FUNCTION = orderflow.order_state_gt,
 	COMMUTATOR = OPERATOR(orderflow.<), NEGATOR = OPERATOR(orderflow.<=),
 	RESTRICT = pg_catalog.scalargtsel, JOIN = pg_catalog.scalargtjoinsel
 );
+COMMENT ON OPERATOR orderflow.> (orderflow.order_state, orderflow.order_state) IS 'later stage';
 CREATE OPERATOR orderflow.>= (
 	LEFTARG = orderflow.order_state, RIGHTARG = orderflow.order_state,
 	FUNCTION = orderflow.order_state_ge,
 	COMMUTATOR = OPERATOR(orderflow.<=), NEGATOR = OPERATOR(orderflow.<),
 	RESTRICT = pg_catalog.scalargesel, JOIN = pg_catalog.scalargejoinsel
 );
+COMMENT ON OPERATOR orderflow.>= (orderflow.order_state, orderflow.order_state) IS 'later or same stage';
 
 CREATE OPERATOR FAMILY orderflow.order_state_ops USING btree;
 CREATE OPERATOR FAMILY orderflow.order_state_ops USING hash;
+COMMENT ON OPERATOR FAMILY orderflow.order_state_ops USING btree IS 'order states by process stage';
+COMMENT ON OPERATOR FAMILY orderflow.order_state_ops USING hash IS 'order states by equality';
 
 CREATE OPERATOR CLASS orderflow.order_state_ops
 	DEFAULT FOR TYPE orderflow.order_state USING btree FAMILY orderflow.order_state_ops AS
@@ -115,12 +123,14 @@ CREATE OPERATOR CLASS orderflow.order_state_ops
 	OPERATOR 4 orderflow.>=,
 	OPERATOR 5 orderflow.>,
 	FUNCTION 1 orderflow.order_state_cmp(orderflow.order_state, orderflow.order_state);
+COMMENT ON OPERATOR CLASS orderflow.order_state_ops USING btree IS 'default B-tree operator class: order states sort in process-stage order';
 
 CREATE OPERATOR CLASS orderflow.order_state_ops
 	DEFAULT FOR TYPE orderflow.order_state USING hash FAMILY orderflow.order_state_ops AS
 	OPERATOR 1 orderflow.=,
 	FUNCTION 1 orderflow.order_state_hash(orderflow.order_state),
 	FUNCTION 2 orderflow.order_state_hash_extended(orderflow.order_state, bigint);
+COMMENT ON OPERATOR CLASS orderflow.order_state_ops USING hash IS 'default hash operator class of order states';
 
 CREATE FUNCTION orderflow.order_state_smaller(orderflow.order_state, orderflow.order_state)
 RETURNS orderflow.order_state AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -145,6 +155,8 @@ COMMENT ON AGGREGATE orderflow.max(orderflow.order_state) IS 'latest state';
 -- Casts to and from text go through the type's text input and output.
 CREATE CAST (orderflow.order_state AS text) WITH INOUT AS ASSIGNMENT;
 CREATE CAST (text AS orderflow.order_state) WITH INOUT;
+COMMENT ON CAST (orderflow.order_state AS text) IS 'the canonical English name of the state';
+COMMENT ON CAST (text AS orderflow.order_state) IS 'a state from its English name or Chinese label (order_state_in)';
 
 CREATE FUNCTION orderflow.label(state orderflow.order_state, lang text DEFAULT 'en')
 RETURNS text

@@ -40,6 +40,7 @@ CREATE TABLE orderflow.sku_map (
 );
 CREATE UNIQUE INDEX sku_map_key ON orderflow.sku_map
 	(platform, (COALESCE(shop_id, 0::bigint)), platform_sku);
+COMMENT ON INDEX orderflow.sku_map_key IS 'one mapping per platform SKU of a shop';
 COMMENT ON TABLE orderflow.sku_map IS 'maps platform SKU, variant or item ids (and merchant codes) to our SKU codes';
 COMMENT ON COLUMN orderflow.sku_map.shop_id IS 'the shop the mapping is for; NULL for every shop of the platform';
 
@@ -60,6 +61,7 @@ CREATE TABLE orderflow.inbox_payloads (
 	UNIQUE (shop_id, payload_hash)
 );
 CREATE INDEX inbox_payloads_order_idx ON orderflow.inbox_payloads (shop_id, order_no);
+COMMENT ON INDEX orderflow.inbox_payloads_order_idx IS 'payloads of an order number, for redeliveries and later versions';
 COMMENT ON TABLE orderflow.inbox_payloads IS 'raw platform order payloads as received, one row per distinct payload of a shop; never updated (their processing state is in orderflow.inbox_status)';
 COMMENT ON COLUMN orderflow.inbox_payloads.order_no IS 'platform order number read at ingest; NULL when the payload has none';
 COMMENT ON COLUMN orderflow.inbox_payloads.paid IS 'the payload says the order is paid: such payloads are synced first';
@@ -84,9 +86,11 @@ CREATE TABLE orderflow.inbox_status (
 );
 CREATE INDEX inbox_pending_idx ON orderflow.inbox_status (paid DESC, inbox_id)
 	WHERE status OPERATOR(pg_catalog.=) 'pending';
+COMMENT ON INDEX orderflow.inbox_pending_idx IS 'payloads waiting for sync, paid first';
 -- Newer waiting payloads of the same order, looked up once per payload.
 CREATE INDEX inbox_pending_order_idx ON orderflow.inbox_status (shop_id, order_no, inbox_id)
 	WHERE status OPERATOR(pg_catalog.=) 'pending';
+COMMENT ON INDEX orderflow.inbox_pending_order_idx IS 'waiting payloads of an order number, so that sync applies the newest';
 COMMENT ON TABLE orderflow.inbox_status IS 'per inbox payload: waiting for orderflow.sync(), or what sync did with it';
 COMMENT ON COLUMN orderflow.inbox_status.shop_id IS 'the payload''s shop (as in orderflow.inbox_payloads)';
 COMMENT ON COLUMN orderflow.inbox_status.order_no IS 'platform order number: as read at ingest, or as the adapter read it once applied';
@@ -133,6 +137,7 @@ COMMENT ON COLUMN orderflow.intake_orders.computed_total IS 'goods - discounts +
 COMMENT ON COLUMN orderflow.intake_orders.lines_signature IS 'fingerprint of (SKU, quantity) pairs used by duplicate screening';
 CREATE INDEX orders_receiver_phone_idx ON orderflow.orders (shop_id, receiver_phone)
 	WHERE receiver_phone IS NOT NULL;
+COMMENT ON INDEX orderflow.orders_receiver_phone_idx IS 'orders of a shop by receiver phone, for duplicate screening';
 
 CREATE TABLE orderflow.order_discounts (
 	order_id bigint NOT NULL REFERENCES orderflow.orders (id),
@@ -179,8 +184,11 @@ CREATE TABLE orderflow.exceptions (
 );
 CREATE UNIQUE INDEX exceptions_open_key ON orderflow.exceptions (kind, order_id)
 	WHERE resolved_at IS NULL AND order_id IS NOT NULL;
+COMMENT ON INDEX orderflow.exceptions_open_key IS 'at most one open exception of a kind per order';
 CREATE INDEX exceptions_order_idx ON orderflow.exceptions (order_id);
+COMMENT ON INDEX orderflow.exceptions_order_idx IS 'exceptions of an order';
 CREATE INDEX exceptions_open_idx ON orderflow.exceptions (opened_at) WHERE resolved_at IS NULL;
+COMMENT ON INDEX orderflow.exceptions_open_idx IS 'open exceptions, oldest first';
 COMMENT ON TABLE orderflow.exceptions IS 'exceptions of every stage waiting for a person: one open exception per kind and order';
 COMMENT ON COLUMN orderflow.exceptions.kind IS 'what went wrong, e.g. unknown_sku, missing_contact, suspected_duplicate, amount_mismatch';
 COMMENT ON COLUMN orderflow.exceptions.detail IS 'facts for the person resolving it (JSON object)';
@@ -2196,19 +2204,25 @@ COMMENT ON FUNCTION orderflow.intake_shop_visible(bigint) IS
 
 ALTER TABLE orderflow.inbox_payloads ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.inbox_payloads USING (orderflow.intake_shop_visible(shop_id));
+COMMENT ON POLICY tenant ON orderflow.inbox_payloads IS 'a tenant sees and writes only its own shops'' payloads';
 ALTER TABLE orderflow.inbox_status ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.inbox_status USING (orderflow.intake_shop_visible(shop_id));
+COMMENT ON POLICY tenant ON orderflow.inbox_status IS 'a tenant sees and writes only its own shops'' payloads';
 ALTER TABLE orderflow.exceptions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.exceptions USING (orderflow.intake_shop_visible(shop_id));
+COMMENT ON POLICY tenant ON orderflow.exceptions IS 'a tenant sees only its own shops'' exceptions';
 ALTER TABLE orderflow.intake_orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.intake_orders
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+COMMENT ON POLICY tenant ON orderflow.intake_orders IS 'visible with the order';
 ALTER TABLE orderflow.order_discounts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.order_discounts
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+COMMENT ON POLICY tenant ON orderflow.order_discounts IS 'visible with the order';
 ALTER TABLE orderflow.order_payments ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.order_payments
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+COMMENT ON POLICY tenant ON orderflow.order_payments IS 'visible with the order';
 
 REVOKE ALL ON orderflow.adapters, orderflow.sku_map, orderflow.inbox, orderflow.inbox_payloads,
 	orderflow.inbox_status, orderflow.intake_orders,

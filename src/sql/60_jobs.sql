@@ -23,6 +23,7 @@ CREATE TABLE orderflow.outbox (
 	last_error text
 );
 CREATE INDEX outbox_unsent_idx ON orderflow.outbox (id) WHERE sent_at IS NULL;
+COMMENT ON INDEX orderflow.outbox_unsent_idx IS 'messages not yet sent, in queue order';
 COMMENT ON TABLE orderflow.outbox IS
 	'transactional outbox of customer and platform notifications: written in the transaction that causes them, announced with NOTIFY orderflow_outbox on commit, delivered at least once (doc/intake.md)';
 COMMENT ON COLUMN orderflow.outbox.topic IS 'what happened, e.g. payment_reminder, order_cancelled';
@@ -234,6 +235,7 @@ COMMENT ON TRIGGER notify_adjustment ON orderflow.order_adjustments IS
 
 CREATE INDEX orders_payment_deadline_idx ON orderflow.orders (payment_deadline)
 	WHERE state OPERATOR(orderflow.=) 'pending_payment'::orderflow.order_state;
+COMMENT ON INDEX orderflow.orders_payment_deadline_idx IS 'unpaid orders by payment deadline: what the deadline sweep cancels';
 
 CREATE TABLE orderflow.payment_reminders (
 	order_id bigint NOT NULL REFERENCES orderflow.orders (id),
@@ -507,9 +509,11 @@ COMMENT ON FUNCTION orderflow.unschedule_jobs() IS
 ALTER TABLE orderflow.outbox ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.outbox
 	USING (shop_id IS NULL OR orderflow.intake_shop_visible(shop_id));
+COMMENT ON POLICY tenant ON orderflow.outbox IS 'a tenant sees its own shops'' messages and those of no shop';
 ALTER TABLE orderflow.payment_reminders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.payment_reminders
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+COMMENT ON POLICY tenant ON orderflow.payment_reminders IS 'visible with the order';
 
 REVOKE ALL ON orderflow.outbox, orderflow.payment_reminders, orderflow.jobs FROM PUBLIC;
 GRANT INSERT, UPDATE ON orderflow.outbox TO orderflow_operator, orderflow_warehouse;

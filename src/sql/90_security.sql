@@ -21,15 +21,19 @@ COMMENT ON FUNCTION orderflow.shop_visible(bigint) IS
 ALTER TABLE orderflow.orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.orders
 	USING (orderflow.shop_visible(shop_id));
+COMMENT ON POLICY tenant ON orderflow.orders IS 'a tenant sees and changes only the orders of shops whose owner role it belongs to (staff roles see all)';
 ALTER TABLE orderflow.order_lines ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.order_lines
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+COMMENT ON POLICY tenant ON orderflow.order_lines IS 'visible with the order';
 ALTER TABLE orderflow.order_adjustments ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.order_adjustments
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+COMMENT ON POLICY tenant ON orderflow.order_adjustments IS 'visible with the order';
 ALTER TABLE orderflow.order_events ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.order_events
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+COMMENT ON POLICY tenant ON orderflow.order_events IS 'visible with the order';
 
 REVOKE ALL ON ALL TABLES IN SCHEMA orderflow FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA orderflow FROM PUBLIC;
@@ -155,3 +159,24 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON orderflow.platforms, orderflow.shops,
 TO orderflow_admin;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA orderflow TO orderflow_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA orderflow TO orderflow_admin;
+
+-- The sequences behind the identity columns.
+DO $$
+DECLARE
+	s record;
+BEGIN
+	FOR s IN
+		SELECT q.oid::pg_catalog.regclass AS seq, d.refobjid::pg_catalog.regclass AS tab, a.attname
+		  FROM pg_catalog.pg_class q
+		  JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+			   AND d.objid OPERATOR(pg_catalog.=) q.oid AND d.deptype OPERATOR(pg_catalog.=) 'i'
+		  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) d.refobjid
+			   AND a.attnum OPERATOR(pg_catalog.=) d.refobjsubid
+		 WHERE q.relkind OPERATOR(pg_catalog.=) 'S'
+		   AND q.relnamespace OPERATOR(pg_catalog.=) 'orderflow'::pg_catalog.regnamespace
+	LOOP
+		EXECUTE pg_catalog.format('COMMENT ON SEQUENCE %s IS %L', s.seq,
+								  pg_catalog.format('identity of %s.%I', s.tab, s.attname));
+	END LOOP;
+END
+$$;
