@@ -32,7 +32,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -451,13 +450,13 @@ ReadLines(AllocOrder *o, int *nlines)
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 	IndexScanEqual(rels.lines, rels.lines_pkey, F_INT8EQ, Int64GetDatum(o->id),
-			  snapshot, VisitLine, &r);
+				   snapshot, VisitLine, &r);
 	IndexScanEqual(rels.holds, rels.holds_order_idx, F_INT8EQ, Int64GetDatum(o->id),
-			  snapshot, VisitLineHold, &r);
+				   snapshot, VisitLineHold, &r);
 	o->has_checkout_holds = false;
 	IndexScanEqual(rels.holds, rels.holds_ref_idx, F_TEXTEQ,
-			  CStringGetTextDatum(o->order_no), snapshot, VisitCheckoutHold,
-			  &o->has_checkout_holds);
+				   CStringGetTextDatum(o->order_no), snapshot, VisitCheckoutHold,
+				   &o->has_checkout_holds);
 	UnregisterSnapshot(snapshot);
 
 	for (int i = 0; i < r.n; i++)
@@ -815,36 +814,21 @@ orderflow_substitute_line(PG_FUNCTION_ARGS)
 }
 
 /*
- * Trigger on orders, after an order is cancelled: what the buyer paid is due
- * back.  Records one refund (kind order_cancelled) of the amount paid less
- * the net of the refunds and charges already recorded for the order, so
- * that the order's records add up to what was paid; nothing when that is
- * not positive.  Written as the extension, with trusted writes on.
+ * An order has been cancelled: what the buyer paid is due back.  Records one
+ * refund (kind order_cancelled) of the amount paid less the net of the
+ * refunds and charges already recorded for the order, so that the order's
+ * records add up to what was paid; nothing when that is not positive.
+ * Written as the extension, with trusted writes on.  Called by the trigger
+ * that gives back what a cancelled order holds (in a connected SPI session).
  */
-PG_FUNCTION_INFO_V1(orderflow_cancel_refund_trigger);
-Datum
-orderflow_cancel_refund_trigger(PG_FUNCTION_ARGS)
+void
+RecordCancelRefund(int64 order_id, Datum paid_amount)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
-	HeapTuple	oldtuple;
-	HeapTuple	newtuple;
 	Oid			argtypes[2] = {INT8OID, NUMERICOID};
-	Datum		args[2];
-	bool		isnull;
+	Datum		args[2] = {Int64GetDatum(order_id), paid_amount};
 	Oid			save_userid;
 	int			save_sec_context;
 
-	CheckTriggerCall(fcinfo, "orderflow_cancel_refund_trigger", false, 1, &oldtuple, &newtuple);
-	args[0] = heap_getattr(newtuple, ColumnNumber(RelationGetRelid(trigdata->tg_relation), "id"),
-						   desc, &isnull);
-	args[1] = heap_getattr(newtuple, ColumnNumber(RelationGetRelid(trigdata->tg_relation), "paid_amount"),
-						   desc, &isnull);
-	if (isnull)
-		return PointerGetDatum(NULL);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
@@ -858,8 +842,7 @@ orderflow_cancel_refund_trigger(PG_FUNCTION_ARGS)
 								  "          WHERE a.order_id OPERATOR(pg_catalog.=) $1) d"
 								  "  WHERE d.due OPERATOR(pg_catalog.>) 0",
 								  2, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not record the refund of order %lld",
-				 (long long) DatumGetInt64(args[0]));
+			elog(ERROR, "could not record the refund of order %lld", (long long) order_id);
 	}
 	PG_FINALLY();
 	{
@@ -867,6 +850,4 @@ orderflow_cancel_refund_trigger(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
-	SPI_finish();
-	return PointerGetDatum(NULL);
 }

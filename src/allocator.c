@@ -63,6 +63,7 @@
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/rel.h"
@@ -1491,16 +1492,19 @@ orderflow_expire_reservations(PG_FUNCTION_ARGS)
 
 /*
  * Trigger on orders: an order that is cancelled or put on hold gives back
- * everything it holds, once, including checkout holds under its number.
+ * everything it holds, once, including checkout holds under its number; a
+ * cancelled order that was paid records the refund due (RecordCancelRefund).
  */
 PG_FUNCTION_INFO_V1(orderflow_order_release_trigger);
 Datum
 orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 {
+	static const char *const columns[] = {"id", "order_no", "state", "paid_amount"};
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
-	Datum		args[2];
-	bool		isnull;
+	Datum		values[4];
+	bool		nulls[4];
 	HeapTuple	oldtuple;
 	HeapTuple	newtuple;
 
@@ -1511,18 +1515,16 @@ orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 				 errmsg("function \"%s\" must be fired for UPDATE",
 						"orderflow_order_release_trigger")));
 
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < (int) lengthof(columns); i++)
 	{
-		const char *col = i == 0 ? "id" : "order_no";
-		int			attnum = SPI_fnumber(RelationGetDescr(trigdata->tg_relation), col);
+		int			attnum = SPI_fnumber(desc, columns[i]);
 
 		if (attnum <= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 					 errmsg("table \"%s\" has no column \"%s\"",
-							RelationGetRelationName(trigdata->tg_relation), col)));
-		args[i] = heap_getattr(newtuple, attnum,
-							   RelationGetDescr(trigdata->tg_relation), &isnull);
+							RelationGetRelationName(trigdata->tg_relation), columns[i])));
+		values[i] = heap_getattr(newtuple, attnum, desc, &nulls[i]);
 	}
 
 	/*
@@ -1535,7 +1537,17 @@ orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 			   "        OR (r.order_id IS NULL AND r.ref OPERATOR(pg_catalog.=) $2))"
 			   "   AND r.status OPERATOR(pg_catalog.=) 'held'"
 			   " RETURNING r.sku_id, r.warehouse_id, r.qty",
-			   2, argtypes, args, NULL);
+			   2, argtypes, values, NULL);
+
+	if (!nulls[2] && DatumGetOrderState(values[2]) == OS_CANCELLED && !nulls[3] &&
+		DatumGetBool(DirectFunctionCall2(numeric_gt, values[3],
+										 NumericGetDatum(int64_to_numeric(0)))))
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		RecordCancelRefund(DatumGetInt64(values[0]), values[3]);
+		SPI_finish();
+	}
 	return PointerGetDatum(NULL);
 }
 

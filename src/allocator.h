@@ -46,4 +46,7 @@ extern void StockInsertHolds(List *holds, int64 order_id);
 extern int32 StockClaimHolds(int64 order_id, int32 line_no, const char *sku,
 							 const char *ref, int32 need);
 
+/* allocate.c */
+extern void RecordCancelRefund(int64 order_id, Datum paid_amount);
+
 #endif							/* ORDERFLOW_ALLOCATOR_H */

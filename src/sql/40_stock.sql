@@ -188,7 +188,7 @@ COMMENT ON FUNCTION orderflow.counter_drift(bigint, bigint) IS
 CREATE FUNCTION orderflow.release_order_trigger() RETURNS trigger
 AS 'MODULE_PATHNAME', 'orderflow_order_release_trigger' LANGUAGE C;
 COMMENT ON FUNCTION orderflow.release_order_trigger() IS
-	'row trigger on orders: an order that is cancelled or put on hold gives back what it holds';
+	'row trigger on orders: an order that is cancelled or put on hold gives back what it holds; a cancelled order that was paid records the refund of what was paid, less the refunds and charges already recorded';
 CREATE TRIGGER release_holds
 	AFTER UPDATE OF state ON orderflow.orders
 	FOR EACH ROW
@@ -196,21 +196,7 @@ CREATE TRIGGER release_holds
 		  AND NEW.state OPERATOR(orderflow.=) ANY (ARRAY['cancelled'::orderflow.order_state, 'on_hold'::orderflow.order_state]))
 	EXECUTE FUNCTION orderflow.release_order_trigger();
 COMMENT ON TRIGGER release_holds ON orderflow.orders IS
-	'an order cancelled or put on hold gives back everything it holds, once';
-
-CREATE FUNCTION orderflow.cancel_refund() RETURNS trigger
-AS 'MODULE_PATHNAME', 'orderflow_cancel_refund_trigger' LANGUAGE C;
-COMMENT ON FUNCTION orderflow.cancel_refund() IS
-	'row trigger on orders: a cancelled order that was paid records the refund of what was paid, less the refunds and charges already recorded';
-CREATE TRIGGER cancel_refund
-	AFTER UPDATE OF state ON orderflow.orders
-	FOR EACH ROW
-	WHEN (NEW.state OPERATOR(orderflow.=) 'cancelled'::orderflow.order_state
-		  AND OLD.state OPERATOR(orderflow.<>) 'cancelled'::orderflow.order_state
-		  AND NEW.paid_amount OPERATOR(pg_catalog.>) 0)
-	EXECUTE FUNCTION orderflow.cancel_refund();
-COMMENT ON TRIGGER cancel_refund ON orderflow.orders IS
-	'a paid order that is cancelled records, once, the refund of what was paid and not yet recorded as due';
+	'an order cancelled or put on hold gives back everything it holds, once; a paid order cancelled records the refund due, once';
 
 -- Ledger helper run by record_movement() as the table owner: checks the
 -- bin, finds or creates the lot, refuses to take more from a bin and lot
