@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(66);
+SELECT plan(69);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -301,6 +301,26 @@ SELECT results_eq(
 	$$SELECT kind, amount FROM orderflow.order_adjustments WHERE order_id = (SELECT order_a3 FROM tap_ids)$$,
 	$$VALUES ('line_cancelled'::text, 2.00::numeric)$$,
 	'one refund record, written by cancel_line');
+
+-- A tenant cancelling its own paid order gets the refund recorded (by the
+-- extension, whatever the tenant may write), and cannot forge one.
+INSERT INTO orders (shop_id, order_no, state, total_amount, paid_amount)
+SELECT shop_a, 'TAP-A-4', 'paid', 5.00, 5.00 FROM tap_ids;
+SET ROLE tap_tenant_a;
+SELECT throws_ok(
+	$$INSERT INTO orderflow.order_adjustments (order_id, kind, amount, reason)
+	  SELECT find_order(shop_a, 'TAP-A-4'), 'order_cancelled', 50.00, 'forged' FROM tap_ids$$,
+	'OF012', NULL,
+	'tenant cannot record the refund of a cancelled order itself');
+SELECT is(transition(find_order(shop_a, 'TAP-A-4'), 'cancelled', 'buyer asked')::text, 'paid',
+		  'tenant cancels its own paid order')
+  FROM tap_ids;
+SELECT results_eq(
+	$$SELECT a.kind, a.amount FROM orderflow.order_adjustments a
+	   WHERE a.order_id = (SELECT find_order(shop_a, 'TAP-A-4') FROM tap_ids)$$,
+	$$VALUES ('order_cancelled'::text, 5.00::numeric)$$,
+	'the tenant sees one refund of what was paid');
+RESET ROLE;
 
 SET ROLE tap_tenant_b;
 SELECT results_eq(
