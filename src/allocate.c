@@ -178,22 +178,13 @@ OrderStateTypeOid(void)
 						   ObjectIdGetDatum(get_namespace_oid("orderflow", false)));
 }
 
-static AttrNumber
-ColumnNumber(Oid relid, const char *name)
-{
-	AttrNumber	attnum = get_attnum(relid, name);
-
-	if (attnum == InvalidAttrNumber)
-		elog(ERROR, "column \"%s\" of relation %u does not exist", name, relid);
-	return attnum;
-}
-
 static void
 PreparePlans(void)
 {
 	Oid			int8arg[1] = {INT8OID};
 	Oid			cancelargs[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
 	Oid			updateargs[3] = {INT8OID, TEXTOID, InvalidOid};
+	Relation	rel;
 
 	if (plan_generation == OrderflowCacheGeneration() && order_plan != NULL)
 		return;
@@ -236,17 +227,21 @@ PreparePlans(void)
 	OrderflowWatchRelation(OrderflowRelid("warehouses", false));
 	rels.lines = OrderflowRelid("order_lines", false);
 	rels.lines_pkey = OrderflowRelid("order_lines_pkey", false);
-	rels.line_no = ColumnNumber(rels.lines, "line_no");
-	rels.line_sku = ColumnNumber(rels.lines, "sku");
-	rels.line_qty = ColumnNumber(rels.lines, "qty");
-	rels.line_cancelled = ColumnNumber(rels.lines, "cancelled_qty");
 	rels.holds = OrderflowRelid("reservations", false);
 	rels.holds_order_idx = OrderflowRelid("reservations_order_idx", false);
 	rels.holds_ref_idx = OrderflowRelid("reservations_ref_idx", false);
-	rels.hold_qty = ColumnNumber(rels.holds, "qty");
-	rels.hold_status = ColumnNumber(rels.holds, "status");
-	rels.hold_order = ColumnNumber(rels.holds, "order_id");
-	rels.hold_line = ColumnNumber(rels.holds, "line_no");
+	rel = table_open(rels.lines, AccessShareLock);
+	rels.line_no = RequiredColumn(rel, "line_no", NULL);
+	rels.line_sku = RequiredColumn(rel, "sku", NULL);
+	rels.line_qty = RequiredColumn(rel, "qty", NULL);
+	rels.line_cancelled = RequiredColumn(rel, "cancelled_qty", NULL);
+	table_close(rel, AccessShareLock);
+	rel = table_open(rels.holds, AccessShareLock);
+	rels.hold_qty = RequiredColumn(rel, "qty", NULL);
+	rels.hold_status = RequiredColumn(rel, "status", NULL);
+	rels.hold_order = RequiredColumn(rel, "order_id", NULL);
+	rels.hold_line = RequiredColumn(rel, "line_no", NULL);
+	table_close(rel, AccessShareLock);
 	plan_generation = OrderflowCacheGeneration();
 }
 

@@ -1516,16 +1516,9 @@ orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 						"orderflow_order_release_trigger")));
 
 	for (int i = 0; i < (int) lengthof(columns); i++)
-	{
-		int			attnum = SPI_fnumber(desc, columns[i]);
-
-		if (attnum <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-					 errmsg("table \"%s\" has no column \"%s\"",
-							RelationGetRelationName(trigdata->tg_relation), columns[i])));
-		values[i] = heap_getattr(newtuple, attnum, desc, &nulls[i]);
-	}
+		values[i] = heap_getattr(newtuple,
+								 RequiredColumn(trigdata->tg_relation, columns[i], NULL),
+								 desc, &nulls[i]);
 
 	/*
 	 * The order's holds, and those placed at checkout under its platform

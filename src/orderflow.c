@@ -16,6 +16,7 @@
 #include "catalog/pg_class.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -186,6 +187,25 @@ CheckTriggerCall(FunctionCallInfo fcinfo, const char *name, bool before,
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("function \"%s\" must be fired for INSERT or UPDATE", name)));
+}
+
+/*
+ * The number of a column of a table orderflow reads or a trigger of its is
+ * fired on; an error names the table and the column when there is none
+ * (detail: what the table should be, or NULL).
+ */
+AttrNumber
+RequiredColumn(Relation rel, const char *name, const char *detail)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table \"%s\" has no column \"%s\"",
+						RelationGetRelationName(rel), name),
+				 detail ? errdetail_internal("%s", detail) : 0));
+	return (AttrNumber) attnum;
 }
 
 /*

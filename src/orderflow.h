@@ -101,6 +101,7 @@ struct Tuplestorestate;
 extern bool orderflow_shmem_ready;
 extern char *orderflow_reason;
 extern void RequireSharedMemory(const char *funcname);
+extern AttrNumber RequiredColumn(Relation rel, const char *name, const char *detail);
 extern void CheckTriggerCall(FunctionCallInfo fcinfo, const char *name, bool before,
 							 int row, HeapTuple *oldtuple, HeapTuple *newtuple);
 extern struct Tuplestorestate *MaterializeResult(FunctionCallInfo fcinfo,

@@ -357,19 +357,7 @@ OrderflowWatchRelation(Oid relid)
 	watched[nwatched++] = relid;
 }
 
-static AttrNumber
-RequiredColumn(Relation rel, const char *name)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
-
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("table \"%s\" has no column \"%s\"",
-						RelationGetRelationName(rel), name),
-				 errdetail("The order state trigger works only on a table shaped like orderflow.orders.")));
-	return (AttrNumber) attnum;
-}
+#define ORDERS_SHAPE "The order state trigger works only on a table shaped like orderflow.orders."
 
 static void
 EnsureColumns(Relation rel)
@@ -377,12 +365,12 @@ EnsureColumns(Relation rel)
 	if (order_columns.relid == RelationGetRelid(rel))
 		return;
 	EnsureCallback();
-	order_columns.id = RequiredColumn(rel, "id");
-	order_columns.state = RequiredColumn(rel, "state");
-	order_columns.state_changed_at = RequiredColumn(rel, "state_changed_at");
-	order_columns.paid_at = RequiredColumn(rel, "paid_at");
-	order_columns.history_seq = RequiredColumn(rel, "history_seq");
-	order_columns.history_hash = RequiredColumn(rel, "history_hash");
+	order_columns.id = RequiredColumn(rel, "id", ORDERS_SHAPE);
+	order_columns.state = RequiredColumn(rel, "state", ORDERS_SHAPE);
+	order_columns.state_changed_at = RequiredColumn(rel, "state_changed_at", ORDERS_SHAPE);
+	order_columns.paid_at = RequiredColumn(rel, "paid_at", ORDERS_SHAPE);
+	order_columns.history_seq = RequiredColumn(rel, "history_seq", ORDERS_SHAPE);
+	order_columns.history_hash = RequiredColumn(rel, "history_hash", ORDERS_SHAPE);
 	order_columns.relid = RelationGetRelid(rel);
 }
 
