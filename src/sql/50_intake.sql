@@ -29,6 +29,9 @@ COMMENT ON TABLE orderflow.adapters IS 'the adapter function of each platform (s
 COMMENT ON COLUMN orderflow.adapters.adapter IS 'function (payload jsonb) returning the generic order JSON';
 COMMENT ON COLUMN orderflow.adapters.key_function IS 'optional function (payload jsonb, OUT order_no text, OUT paid boolean) used at ingest; NULL calls the adapter instead';
 COMMENT ON COLUMN orderflow.adapters.strict_total IS 'true: a stated total that differs from the recomputed one rejects the payload; false: the stated total is kept and an amount_mismatch exception is opened';
+COMMENT ON COLUMN orderflow.adapters.platform IS 'the platform whose payloads the adapter normalizes';
+COMMENT ON COLUMN orderflow.adapters.builtin IS 'true for the adapters the extension ships; false once replaced with orderflow.register_adapter';
+COMMENT ON COLUMN orderflow.adapters.registered_at IS 'when the adapter was registered or last replaced';
 
 -- Platform SKU ids to ours.  shop_id NULL applies to every shop of the platform.
 CREATE TABLE orderflow.sku_map (
@@ -43,6 +46,10 @@ CREATE UNIQUE INDEX sku_map_key ON orderflow.sku_map
 COMMENT ON INDEX orderflow.sku_map_key IS 'one mapping per platform SKU of a shop';
 COMMENT ON TABLE orderflow.sku_map IS 'maps platform SKU, variant or item ids (and merchant codes) to our SKU codes';
 COMMENT ON COLUMN orderflow.sku_map.shop_id IS 'the shop the mapping is for; NULL for every shop of the platform';
+COMMENT ON COLUMN orderflow.sku_map.id IS 'mapping id (returned by orderflow.map_sku)';
+COMMENT ON COLUMN orderflow.sku_map.platform IS 'the platform whose SKU ids are mapped';
+COMMENT ON COLUMN orderflow.sku_map.platform_sku IS 'the platform''s SKU, variant or item id, or the merchant code, as payloads give it';
+COMMENT ON COLUMN orderflow.sku_map.sku IS 'our SKU code it maps to';
 
 -- The inbox: raw payloads as received, one row per distinct payload
 -- (inbox_payloads, never changed), and what sync made of each
@@ -66,6 +73,10 @@ COMMENT ON TABLE orderflow.inbox_payloads IS 'raw platform order payloads as rec
 COMMENT ON COLUMN orderflow.inbox_payloads.order_no IS 'platform order number read at ingest; NULL when the payload has none';
 COMMENT ON COLUMN orderflow.inbox_payloads.paid IS 'the payload says the order is paid: such payloads are synced first';
 COMMENT ON COLUMN orderflow.inbox_payloads.payload_hash IS 'SHA-256 of the payload: the same payload delivered again is stored once';
+COMMENT ON COLUMN orderflow.inbox_payloads.id IS 'inbox id, returned by orderflow.ingest';
+COMMENT ON COLUMN orderflow.inbox_payloads.shop_id IS 'the shop the payload was delivered for';
+COMMENT ON COLUMN orderflow.inbox_payloads.payload IS 'the platform''s order JSON exactly as received';
+COMMENT ON COLUMN orderflow.inbox_payloads.received_at IS 'when the payload was first received';
 
 CREATE TABLE orderflow.inbox_status (
 	inbox_id bigint PRIMARY KEY REFERENCES orderflow.inbox_payloads (id),
@@ -104,6 +115,8 @@ COMMENT ON COLUMN orderflow.inbox_status.order_id IS 'the order the payload crea
 COMMENT ON COLUMN orderflow.inbox_status.error IS 'why the payload was rejected, or why the last attempt was deferred';
 COMMENT ON COLUMN orderflow.inbox_status.error_code IS 'SQLSTATE of that error';
 COMMENT ON COLUMN orderflow.inbox_status.error_detail IS 'detail of that error, when it has one';
+COMMENT ON COLUMN orderflow.inbox_status.inbox_id IS 'the payload (orderflow.inbox_payloads.id)';
+COMMENT ON COLUMN orderflow.inbox_status.last_delivered_at IS 'when the payload was last delivered (the first delivery or a redelivery)';
 
 CREATE VIEW orderflow.inbox WITH (security_invoker = true) AS
 SELECT p.id, p.shop_id, s.order_no, p.paid, p.payload, p.payload_hash, s.status, p.received_at,
@@ -112,6 +125,23 @@ SELECT p.id, p.shop_id, s.order_no, p.paid, p.payload, p.payload_hash, s.status,
   FROM orderflow.inbox_payloads p
   JOIN orderflow.inbox_status s ON s.inbox_id OPERATOR(pg_catalog.=) p.id;
 COMMENT ON VIEW orderflow.inbox IS 'the inbox: each raw platform order payload with its sync status (orderflow.inbox_payloads joined with orderflow.inbox_status)';
+COMMENT ON COLUMN orderflow.inbox.id IS 'inbox id, returned by orderflow.ingest';
+COMMENT ON COLUMN orderflow.inbox.shop_id IS 'the shop the payload was delivered for';
+COMMENT ON COLUMN orderflow.inbox.order_no IS 'platform order number: as read at ingest, or as the adapter read it once applied';
+COMMENT ON COLUMN orderflow.inbox.paid IS 'the payload says the order is paid: such payloads are synced first';
+COMMENT ON COLUMN orderflow.inbox.payload IS 'the platform''s order JSON exactly as received';
+COMMENT ON COLUMN orderflow.inbox.payload_hash IS 'SHA-256 of the payload: the same payload delivered again is stored once';
+COMMENT ON COLUMN orderflow.inbox.status IS 'pending (waiting for sync), done, rejected (error kept), superseded (a newer payload of the order arrived first)';
+COMMENT ON COLUMN orderflow.inbox.received_at IS 'when the payload was first received';
+COMMENT ON COLUMN orderflow.inbox.deliveries IS 'how many times this exact payload was delivered';
+COMMENT ON COLUMN orderflow.inbox.last_delivered_at IS 'when the payload was last delivered (the first delivery or a redelivery)';
+COMMENT ON COLUMN orderflow.inbox.attempts IS 'how many times sync tried the payload';
+COMMENT ON COLUMN orderflow.inbox.processed_at IS 'when sync applied, rejected or superseded the payload';
+COMMENT ON COLUMN orderflow.inbox.result IS 'what sync did: new order, updated order, or duplicate (nothing changed)';
+COMMENT ON COLUMN orderflow.inbox.order_id IS 'the order the payload created or updated';
+COMMENT ON COLUMN orderflow.inbox.error IS 'why the payload was rejected, or why the last attempt was deferred';
+COMMENT ON COLUMN orderflow.inbox.error_code IS 'SQLSTATE of that error';
+COMMENT ON COLUMN orderflow.inbox.error_detail IS 'detail of that error, when it has one';
 
 -- What intake knows about an order beyond the orders table.
 CREATE TABLE orderflow.intake_orders (
@@ -135,6 +165,10 @@ COMMENT ON COLUMN orderflow.intake_orders.content_hash IS 'SHA-256 of the docume
 COMMENT ON COLUMN orderflow.intake_orders.tax_amount IS 'tax added on top of prices (not included in them)';
 COMMENT ON COLUMN orderflow.intake_orders.computed_total IS 'goods - discounts + shipping + tax as recomputed from the lines';
 COMMENT ON COLUMN orderflow.intake_orders.lines_signature IS 'fingerprint of (SKU, quantity) pairs used by duplicate screening';
+COMMENT ON COLUMN orderflow.intake_orders.order_id IS 'the order';
+COMMENT ON COLUMN orderflow.intake_orders.shop_id IS 'the order''s shop';
+COMMENT ON COLUMN orderflow.intake_orders.platform IS 'the platform whose adapter normalized the order''s payloads';
+COMMENT ON COLUMN orderflow.intake_orders.updated_at IS 'when a changed payload was last applied to the order; until then, when intake created it';
 CREATE INDEX orders_receiver_phone_idx ON orderflow.orders (shop_id, receiver_phone)
 	WHERE receiver_phone IS NOT NULL;
 COMMENT ON INDEX orderflow.orders_receiver_phone_idx IS 'orders of a shop by receiver phone, for duplicate screening';
@@ -155,6 +189,14 @@ CREATE TABLE orderflow.order_discounts (
 COMMENT ON TABLE orderflow.order_discounts IS 'order-level discounts as received (coupon, threshold, percent, platform)';
 COMMENT ON COLUMN orderflow.order_discounts.amount IS 'amount taken off the order by this discount';
 COMMENT ON COLUMN orderflow.order_discounts.allocated IS 'true when the amount is already in the lines'' discounts (recorded for reference only)';
+COMMENT ON COLUMN orderflow.order_discounts.order_id IS 'the order the discount applies to';
+COMMENT ON COLUMN orderflow.order_discounts.seq IS 'position in the payload''s list of discounts, from 1';
+COMMENT ON COLUMN orderflow.order_discounts.kind IS 'coupon (fixed amount), threshold (amount off once the goods reach threshold), percent (of the goods) or platform (a platform discount)';
+COMMENT ON COLUMN orderflow.order_discounts.code IS 'coupon or promotion code, when given';
+COMMENT ON COLUMN orderflow.order_discounts.description IS 'the discount''s description as received';
+COMMENT ON COLUMN orderflow.order_discounts.threshold IS 'threshold discounts: goods amount after line discounts from which amount is taken off; NULL for other kinds';
+COMMENT ON COLUMN orderflow.order_discounts.per_step IS 'threshold discounts: true when amount is taken off once per full threshold reached';
+COMMENT ON COLUMN orderflow.order_discounts.percent IS 'percent discounts: percentage (0 to 100) of the goods amount after line discounts; NULL for other kinds';
 
 CREATE TABLE orderflow.order_payments (
 	order_id bigint NOT NULL REFERENCES orderflow.orders (id),
@@ -166,6 +208,12 @@ CREATE TABLE orderflow.order_payments (
 	PRIMARY KEY (order_id, seq)
 );
 COMMENT ON TABLE orderflow.order_payments IS 'payments reported by the platform';
+COMMENT ON COLUMN orderflow.order_payments.order_id IS 'the order paid';
+COMMENT ON COLUMN orderflow.order_payments.seq IS 'payment number within the order, from 1';
+COMMENT ON COLUMN orderflow.order_payments.method IS 'payment method as the platform reports it (e.g. alipay)';
+COMMENT ON COLUMN orderflow.order_payments.amount IS 'amount paid, in the order''s currency';
+COMMENT ON COLUMN orderflow.order_payments.transaction_id IS 'the payment''s transaction id at the payment provider, when given';
+COMMENT ON COLUMN orderflow.order_payments.paid_at IS 'when the payment was made (the payment''s own time, else the order''s paid time); NULL when unknown';
 
 -- One exception queue for every stage.
 CREATE TABLE orderflow.exceptions (
@@ -194,6 +242,13 @@ COMMENT ON COLUMN orderflow.exceptions.kind IS 'what went wrong, e.g. unknown_sk
 COMMENT ON COLUMN orderflow.exceptions.detail IS 'facts for the person resolving it (JSON object)';
 COMMENT ON COLUMN orderflow.exceptions.owner IS 'who is working on it; NULL while unassigned';
 COMMENT ON COLUMN orderflow.exceptions.resolution IS 'how it was resolved; set together with resolved_at';
+COMMENT ON COLUMN orderflow.exceptions.id IS 'exception id';
+COMMENT ON COLUMN orderflow.exceptions.order_id IS 'the order concerned; NULL for an exception about a shop only';
+COMMENT ON COLUMN orderflow.exceptions.shop_id IS 'the shop concerned: the order''s shop, or the shop given for an exception without an order';
+COMMENT ON COLUMN orderflow.exceptions.opened_at IS 'when the exception was opened';
+COMMENT ON COLUMN orderflow.exceptions.opened_by IS 'role that opened it (current_user)';
+COMMENT ON COLUMN orderflow.exceptions.resolved_at IS 'when it was resolved; NULL while open';
+COMMENT ON COLUMN orderflow.exceptions.resolved_by IS 'role that resolved it; NULL while open';
 
 SELECT pg_catalog.pg_extension_config_dump('orderflow.adapters', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('orderflow.sku_map', '');
@@ -2183,6 +2238,16 @@ SELECT s.id AS shop_id, s.name AS shop, s.platform,
  GROUP BY s.id, s.name, s.platform;
 COMMENT ON VIEW orderflow.sync_lag IS
 	'per shop: when the last payload arrived and was synced, how many wait (and for how long), how many were rejected and the newest error';
+COMMENT ON COLUMN orderflow.sync_lag.shop_id IS 'the shop';
+COMMENT ON COLUMN orderflow.sync_lag.shop IS 'the shop''s name';
+COMMENT ON COLUMN orderflow.sync_lag.platform IS 'the shop''s platform';
+COMMENT ON COLUMN orderflow.sync_lag.last_payload_at IS 'when a payload of the shop was last delivered (redeliveries included); NULL when none';
+COMMENT ON COLUMN orderflow.sync_lag.last_synced_at IS 'when a payload of the shop was last processed (applied, rejected or superseded)';
+COMMENT ON COLUMN orderflow.sync_lag.pending IS 'payloads waiting for sync';
+COMMENT ON COLUMN orderflow.sync_lag.oldest_pending_at IS 'when the oldest waiting payload was received; NULL when none waits';
+COMMENT ON COLUMN orderflow.sync_lag.lag IS 'how long the oldest waiting payload has waited; NULL when none waits';
+COMMENT ON COLUMN orderflow.sync_lag.errors IS 'payloads rejected by sync and not requeued';
+COMMENT ON COLUMN orderflow.sync_lag.last_error IS 'error of the most recently rejected payload; NULL when none';
 
 -------------------------------------------------------------------------------
 -- Row-level security and privileges for the intake objects

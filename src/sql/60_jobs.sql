@@ -31,6 +31,13 @@ COMMENT ON COLUMN orderflow.outbox.recipient IS 'who is to be told: customer, pl
 COMMENT ON COLUMN orderflow.outbox.dedupe_key IS 'an item with the same key is queued only once';
 COMMENT ON COLUMN orderflow.outbox.claimed_until IS 'a consumer holds the item until then (see orderflow.claim_outbox)';
 COMMENT ON COLUMN orderflow.outbox.sent_at IS 'set by the consumer once delivered (orderflow.mark_sent)';
+COMMENT ON COLUMN orderflow.outbox.id IS 'item id, in queue order; receivers deduplicate on it';
+COMMENT ON COLUMN orderflow.outbox.order_id IS 'the order the notification is about; NULL when none';
+COMMENT ON COLUMN orderflow.outbox.shop_id IS 'the order''s shop (set by orderflow.enqueue); NULL for a message of no shop';
+COMMENT ON COLUMN orderflow.outbox.payload IS 'message content for the consumer (JSON object, e.g. order_no and amount)';
+COMMENT ON COLUMN orderflow.outbox.created_at IS 'when the item was queued';
+COMMENT ON COLUMN orderflow.outbox.attempts IS 'how many times a consumer claimed the item';
+COMMENT ON COLUMN orderflow.outbox.last_error IS 'why the last delivery failed (orderflow.mark_failed); cleared when sent';
 SELECT pg_catalog.pg_extension_config_dump('orderflow.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('orderflow.outbox_id_seq', '');
 
@@ -249,6 +256,9 @@ COMMENT ON TABLE orderflow.payment_reminders IS
 	'payment reminders handled, one row per order and reminder point: each is queued at most once';
 COMMENT ON COLUMN orderflow.payment_reminders.before IS 'the reminder point: this long before the payment deadline';
 COMMENT ON COLUMN orderflow.payment_reminders.outbox_id IS 'the queued notification; NULL when a later point was already due (the earlier reminder is skipped)';
+COMMENT ON COLUMN orderflow.payment_reminders.order_id IS 'the unpaid order';
+COMMENT ON COLUMN orderflow.payment_reminders.due_at IS 'when the reminder point came: the payment deadline minus before';
+COMMENT ON COLUMN orderflow.payment_reminders.queued_at IS 'when the reminder job handled the point';
 SELECT pg_catalog.pg_extension_config_dump('orderflow.payment_reminders', '');
 
 -- The reminder points of a shop: settings.payment_reminders, a JSON array
@@ -389,6 +399,9 @@ COMMENT ON TABLE orderflow.jobs IS
 	'periodic jobs orderflow.schedule_jobs() registers with pg_cron; a NULL command is a slot another stage fills';
 COMMENT ON COLUMN orderflow.jobs.name IS 'short name; the pg_cron job is named orderflow:<database>:<name>';
 COMMENT ON COLUMN orderflow.jobs.schedule IS 'cron schedule, e.g. ''* * * * *''';
+COMMENT ON COLUMN orderflow.jobs.command IS 'SQL statement pg_cron runs; NULL for a slot not filled yet (not scheduled)';
+COMMENT ON COLUMN orderflow.jobs.description IS 'what the job does';
+COMMENT ON COLUMN orderflow.jobs.builtin IS 'true for the jobs the extension ships';
 INSERT INTO orderflow.jobs (name, schedule, command, description, builtin) VALUES
 	('sync', '* * * * *', 'SELECT orderflow.job_sync()', 'normalize the inbox into orders', true),
 	('payment-deadlines', '* * * * *', 'SELECT orderflow.expire_unpaid()', 'cancel unpaid orders past their deadline', true),
