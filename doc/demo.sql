@@ -35,7 +35,7 @@ SELECT available('CUP-CELADON', 'HZ') AS cups_left;
 
 \echo
 \echo '== Orders arrive: two from the web shop (generic JSON), one from Tmall (a TOP trade), one malformed'
-SELECT reserve('TEA-250', 'HZ', 2, 'WEB-1001', '15 minutes') IS NOT NULL AS checkout_hold_for_web_1001;
+SELECT reserve('TEA-250', 'HZ', 2, 'WEB-1001', '15 minutes', find_shop('demo-web')) IS NOT NULL AS checkout_hold_for_web_1001;
 SELECT ingest(find_shop('demo-web'), '{
   "order_no": "WEB-1001", "status": "paid",
   "created_at": "2026-11-26T10:00:00+08:00", "paid_at": "2026-11-26T10:01:00+08:00",

@@ -207,6 +207,36 @@ SELECT * FROM allocate(:o8);
 SELECT qty, status, expires_at IS NULL AS no_expiry FROM reservations WHERE order_id = :o8;
 SELECT available('SK-CUP', 'SK-W2') AS cup_after_claim;
 
+-- A checkout hold placed for a shop is that shop's: another shop's order
+-- with the same number neither claims it nor, when cancelled, releases it.
+-- A hold placed for no shop in particular goes to any order of its number.
+SELECT set_config('my.home', current_setting('my.shop'), false) IS NOT NULL AS home,
+       set_config('my.other', add_shop('stock-shop-2', 'generic')::text, false) IS NOT NULL AS other_shop;
+SELECT receive_stock('SK-CUP', 'SK-W2', 'B-01', 2) > 0 AS received;
+SELECT reserve('SK-CUP', 'SK-W2', 1, 'SK-31', NULL, current_setting('my.home')::bigint) AS h11 \gset
+SELECT reserve('SK-CUP', 'SK-W2', 1, 'SK-32') AS h12 \gset
+SELECT set_config('my.shop', current_setting('my.other'), false) IS NOT NULL AS as_other;
+SELECT pg_temp.new_order(9381, 'SK-31', '{SK-CUP}', '{1}') AS o11b \gset
+SELECT pg_temp.new_order(9382, 'SK-32', '{SK-CUP}', '{1}') AS o12b \gset
+SELECT set_config('my.shop', current_setting('my.home'), false) IS NOT NULL AS as_home;
+SELECT available('SK-CUP', 'SK-W2') AS cup_before;
+SELECT line_no, allocated, warehouse FROM allocate(:o11b);
+SELECT line_no, allocated, warehouse FROM allocate(:o12b);
+SELECT id = :h11 AS home_hold, status, order_id IS NULL AS unclaimed FROM reservations WHERE id IN (:h11, :h12) ORDER BY id;
+SELECT available('SK-CUP', 'SK-W2') AS cup_after_other_shop;
+SELECT transition(:o11b, 'cancelled', 'other shop cancels its SK-31');
+SELECT status FROM reservations WHERE id = :h11;
+SELECT pg_temp.new_order(9383, 'SK-31', '{SK-CUP}', '{1}') AS o11a \gset
+SELECT line_no, allocated, warehouse FROM allocate(:o11a);
+SELECT status, order_id = :o11a AS claimed_by_home FROM reservations WHERE id = :h11;
+-- A hold for a shop that does not exist is refused (OF005) and takes nothing.
+SELECT available('SK-CUP', 'SK-W2') AS cup_before_bad_shop;
+\set VERBOSITY sqlstate
+SELECT reserve('SK-CUP', 'SK-W2', 1, 'SK-33', NULL, -1);
+\set VERBOSITY default
+SELECT reserve('SK-CUP', 'SK-W2', 1, 'SK-33', NULL, -1);
+SELECT available('SK-CUP', 'SK-W2') AS cup_unchanged, count(*) AS holds FROM reservations WHERE ref = 'SK-33';
+
 -- Cancelling a line releases its holds and refunds it; cancelling every
 -- line cancels the order.
 SELECT pg_temp.new_order(9309, 'SK-9', '{SK-TEA,SK-CUP}', '{1,1}') AS o9 \gset
@@ -367,7 +397,7 @@ SELECT q.what, pg_temp.reads_held_idx(q.sql) AS reads_held_idx
   FROM (VALUES
 	('release by id', $$UPDATE orderflow.reservations r SET status = 'released', closed_at = now() WHERE r.id = 1 AND r.status = 'held'$$),
 	('release by order', $$UPDATE orderflow.reservations r SET status = 'released', closed_at = now() WHERE r.order_id = 1 AND r.status = 'held'$$),
-	('release by order or ref', $$UPDATE orderflow.reservations r SET status = 'released', closed_at = now() WHERE (r.order_id = 1 OR (r.order_id IS NULL AND r.ref = 'x')) AND r.status = 'held'$$),
+	('release by order or ref', $$UPDATE orderflow.reservations r SET status = 'released', closed_at = now() WHERE (r.order_id = 1 OR (r.order_id IS NULL AND r.ref = 'x' AND (r.shop_id IS NULL OR r.shop_id = 1))) AND r.status = 'held'$$),
 	('counter load', $$SELECT sum(r.qty) FROM orderflow.reservations r WHERE r.sku_id = 1 AND r.warehouse_id = 1 AND r.closed_at IS NULL$$)
   ) q(what, sql);
 ROLLBACK;

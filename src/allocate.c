@@ -112,6 +112,7 @@ static struct
 	AttrNumber	hold_status;
 	AttrNumber	hold_order;
 	AttrNumber	hold_line;
+	AttrNumber	hold_shop;
 }			rels;
 
 /* Active warehouse codes by priority, kept until the cache generation moves. */
@@ -241,6 +242,7 @@ PreparePlans(void)
 	rels.hold_status = RequiredColumn(rel, "status", NULL);
 	rels.hold_order = RequiredColumn(rel, "order_id", NULL);
 	rels.hold_line = RequiredColumn(rel, "line_no", NULL);
+	rels.hold_shop = RequiredColumn(rel, "shop_id", NULL);
 	table_close(rel, AccessShareLock);
 	plan_generation = OrderflowCacheGeneration();
 }
@@ -413,16 +415,24 @@ VisitLineHold(TupleTableSlot *slot, void *arg)
 	return true;
 }
 
-/* Whether a hold placed at checkout waits to be claimed. */
+/*
+ * Whether a hold placed at checkout, for the order's shop or for none, waits
+ * to be claimed.
+ */
 static bool
 VisitCheckoutHold(TupleTableSlot *slot, void *arg)
 {
-	if (StatusIs(slot, "held") && slot_attisnull(slot, rels.hold_order))
-	{
-		*(bool *) arg = true;
-		return false;
-	}
-	return true;
+	AllocOrder *o = (AllocOrder *) arg;
+	bool		isnull;
+	Datum		shop;
+
+	if (!StatusIs(slot, "held") || !slot_attisnull(slot, rels.hold_order))
+		return true;
+	shop = slot_getattr(slot, rels.hold_shop, &isnull);
+	if (!isnull && DatumGetInt64(shop) != o->shop_id)
+		return true;
+	o->has_checkout_holds = true;
+	return false;
 }
 
 /*
@@ -450,8 +460,7 @@ ReadLines(AllocOrder *o, int *nlines)
 				   snapshot, VisitLineHold, &r);
 	o->has_checkout_holds = false;
 	IndexScanEqual(rels.holds, rels.holds_ref_idx, F_TEXTEQ,
-				   CStringGetTextDatum(o->order_no), snapshot, VisitCheckoutHold,
-				   &o->has_checkout_holds);
+				   CStringGetTextDatum(o->order_no), snapshot, VisitCheckoutHold, o);
 	UnregisterSnapshot(snapshot);
 
 	for (int i = 0; i < r.n; i++)
@@ -573,7 +582,7 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 
 			if (lines[i].need <= 0 || lines[i].sku == NULL)
 				continue;
-			claimed = StockClaimHolds(o.id, lines[i].line_no, lines[i].sku,
+			claimed = StockClaimHolds(o.id, o.shop_id, lines[i].line_no, lines[i].sku,
 									  o.order_no, lines[i].need);
 			if (claimed > 0)
 			{

@@ -245,6 +245,7 @@ AllocatorExit(int code, Datum arg)
 
 static StockCounter *FindCounter(const StockKey *key, bool create);
 static int64 IncomingAtCommit(const StockKey *key);
+static bool ShopVisible(int64 shop_id);
 
 /*
  * Announce commit-time increments before the transaction becomes visible.
@@ -892,9 +893,13 @@ RequirePositiveQty(int32 qty)
  * quantity, status 'held' and no closed_at, so its CHECK constraints hold by
  * construction, and nothing else may write the table.
  */
+/* Values of a hold given beside its SKU, warehouse and quantity (WriteHold). */
+#define HOLD_EXTRA 7
+
 static const char *const hold_columns[] = {
 	"id", "sku_id", "warehouse_id", "qty", "status", "ref", "expires_at",
-	"order_id", "line_no", "bin_id", "lot_id", "created_at", "closed_at"
+	"order_id", "line_no", "bin_id", "lot_id", "created_at", "closed_at",
+	"shop_id"
 };
 
 static void
@@ -913,7 +918,7 @@ OpenHolds(DirectInsert * di)
 
 /*
  * Write one hold row; extra[] holds ref, expires_at, order_id, line_no,
- * bin_id, lot_id.  Returns its id.
+ * bin_id, lot_id, shop_id (HOLD_EXTRA values).  Returns its id.
  */
 static int64
 WriteHold(DirectInsert * di, int64 sku_id, int64 warehouse_id, int32 qty,
@@ -929,13 +934,15 @@ WriteHold(DirectInsert * di, int64 sku_id, int64 warehouse_id, int32 qty,
 	values[2] = Int64GetDatum(warehouse_id);
 	values[3] = Int32GetDatum(qty);
 	values[4] = CStringGetTextDatum("held");
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < HOLD_EXTRA - 1; i++)
 	{
 		values[5 + i] = extra_null[i] ? (Datum) 0 : extra[i];
 		nulls[5 + i] = extra_null[i];
 	}
 	values[11] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	nulls[12] = true;
+	values[13] = extra_null[HOLD_EXTRA - 1] ? (Datum) 0 : extra[HOLD_EXTRA - 1];
+	nulls[13] = extra_null[HOLD_EXTRA - 1];
 	DirectInsertRow(di, values, nulls);
 	return id;
 }
@@ -955,7 +962,7 @@ InsertHoldRow(const CodeEntry *e, int32 qty, Datum *extra, const bool *extra_nul
 
 /*
  * The reservation primitive: take qty from the counter and record a hold.
- * extra[] holds ref, expires_at, order_id, line_no, bin_id, lot_id.
+ * extra[] holds ref, expires_at, order_id, line_no, bin_id, lot_id, shop_id.
  * Returns the hold's id, or 0 when the stock is not there.  With incoming,
  * the quantity comes from stock this transaction received and has not yet
  * added to the counter.
@@ -1205,9 +1212,9 @@ StockInsertHolds(List *holds, int64 order_id)
 	foreach(lc, holds)
 	{
 		StockHold  *h = (StockHold *) lfirst(lc);
-		Datum		extra[6] = {0, 0, Int64GetDatum(order_id), Int32GetDatum(h->line_no),
-		Int64GetDatum(h->bin_id), Int64GetDatum(h->lot_id)};
-		bool		extra_null[6] = {true, true, false, false, h->lot_id == 0, h->lot_id == 0};
+		Datum		extra[HOLD_EXTRA] = {0, 0, Int64GetDatum(order_id), Int32GetDatum(h->line_no),
+		Int64GetDatum(h->bin_id), Int64GetDatum(h->lot_id), 0};
+		bool		extra_null[HOLD_EXTRA] = {true, true, false, false, h->lot_id == 0, h->lot_id == 0, true};
 
 		WriteHold(&di, h->sku_id, h->warehouse_id, h->qty, extra, extra_null);
 	}
@@ -1223,8 +1230,8 @@ PG_FUNCTION_INFO_V1(orderflow_reserve);
 Datum
 orderflow_reserve(PG_FUNCTION_ARGS)
 {
-	Datum		extra[6] = {0, 0, 0, 0, 0, 0};
-	bool		extra_null[6] = {true, true, true, true, true, true};
+	Datum		extra[HOLD_EXTRA] = {0, 0, 0, 0, 0, 0, 0};
+	bool		extra_null[HOLD_EXTRA] = {true, true, true, true, true, true, true};
 	int64		id;
 
 	RequireArg(fcinfo, 0, "SKU");
@@ -1249,11 +1256,44 @@ orderflow_reserve(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("reservation time to live must be positive")));
 	}
+	if (!PG_ARGISNULL(5))
+	{
+		if (!ShopVisible(PG_GETARG_INT64(5)))
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_SHOP_NOT_FOUND),
+					 errmsg("shop %lld does not exist", (long long) PG_GETARG_INT64(5))));
+		extra[HOLD_EXTRA - 1] = PG_GETARG_DATUM(5);
+		extra_null[HOLD_EXTRA - 1] = false;
+	}
 	id = HoldInternal(TextArg(fcinfo, 0), TextArg(fcinfo, 1), PG_GETARG_INT32(2),
 					  extra, extra_null, false);
 	if (id == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(id);
+}
+
+/*
+ * Whether the shop exists and the calling role may see its orders (the
+ * tenant policy, orderflow.shop_visible, applied to the caller).
+ */
+static bool
+ShopVisible(int64 shop_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	bool		found;
+
+	args[0] = Int64GetDatum(shop_id);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT FROM orderflow.shops s"
+							  " WHERE s.id OPERATOR(pg_catalog.=) $1"
+							  "   AND orderflow.shop_visible(s.id)",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up shop %lld", (long long) shop_id);
+	found = SPI_processed == 1;
+	SPI_finish();
+	return found;
 }
 
 /*
@@ -1285,11 +1325,11 @@ RequireOrderVisible(int64 order_id)
 
 /*
  * Look a hold up as the owner: false when it does not exist, else its
- * status (allocated where the caller can use it after SPI_finish) and the
- * order it belongs to (0 when none).
+ * status (allocated where the caller can use it after SPI_finish), the
+ * order it belongs to and the shop that placed it (0 when none).
  */
 static bool
-HoldLookup(int64 hold_id, int64 *order_id, char **status)
+HoldLookup(int64 hold_id, int64 *order_id, int64 *shop_id, char **status)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
@@ -1303,7 +1343,8 @@ HoldLookup(int64 hold_id, int64 *order_id, char **status)
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	if (SPI_execute_with_args("SELECT r.status, coalesce(r.order_id, 0) FROM orderflow.reservations r"
+	if (SPI_execute_with_args("SELECT r.status, coalesce(r.order_id, 0), coalesce(r.shop_id, 0)"
+							  "  FROM orderflow.reservations r"
 							  " WHERE r.id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up reservation %lld", (long long) hold_id);
@@ -1319,6 +1360,7 @@ HoldLookup(int64 hold_id, int64 *order_id, char **status)
 		*status = SPI_palloc(strlen(value) + 1);
 		strcpy(*status, value);
 		*order_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		*shop_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 	}
 	SPI_finish();
 	return found;
@@ -1334,18 +1376,20 @@ PG_FUNCTION_INFO_V1(orderflow_hold);
 Datum
 orderflow_hold(PG_FUNCTION_ARGS)
 {
-	Datum		extra[6];
-	bool		extra_null[6];
+	Datum		extra[HOLD_EXTRA];
+	bool		extra_null[HOLD_EXTRA];
 	int64		id;
 
 	RequireArg(fcinfo, 0, "SKU");
 	RequireArg(fcinfo, 1, "warehouse");
 	RequireArg(fcinfo, 2, "quantity");
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < HOLD_EXTRA - 1; i++)
 	{
 		extra_null[i] = PG_ARGISNULL(3 + i);
 		extra[i] = extra_null[i] ? (Datum) 0 : PG_GETARG_DATUM(3 + i);
 	}
+	extra[HOLD_EXTRA - 1] = (Datum) 0;
+	extra_null[HOLD_EXTRA - 1] = true;
 	if (!extra_null[2])
 		RequireOrderVisible(DatumGetInt64(extra[2]));
 	id = HoldInternal(TextArg(fcinfo, 0), TextArg(fcinfo, 1), PG_GETARG_INT32(2),
@@ -1402,6 +1446,7 @@ orderflow_release(PG_FUNCTION_ARGS)
 {
 	int64		id;
 	int64		order_id;
+	int64		shop_id;
 	char	   *status;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
@@ -1409,7 +1454,13 @@ orderflow_release(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 0, "reservation id");
 	id = PG_GETARG_INT64(0);
 	args[0] = Int64GetDatum(id);
-	if (!HoldLookup(id, &order_id, &status))
+
+	/*
+	 * A hold of an order is the order's tenants'; a checkout hold placed for
+	 * a shop is that shop's tenants': to others it does not exist.
+	 */
+	if (!HoldLookup(id, &order_id, &shop_id, &status) ||
+		(order_id == 0 && shop_id != 0 && !ShopVisible(shop_id)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OF_RESERVATION_NOT_FOUND),
 				 errmsg("reservation %lld does not exist", (long long) id)));
@@ -1426,7 +1477,7 @@ orderflow_release(PG_FUNCTION_ARGS)
 					   1, argtypes, args, NULL) == 1)
 			PG_RETURN_BOOL(true);
 		/* Closed meanwhile by a transaction that has committed since. */
-		(void) HoldLookup(id, &order_id, &status);
+		(void) HoldLookup(id, &order_id, &shop_id, &status);
 	}
 	ereport(NOTICE,
 			(errmsg("reservation %lld is already %s; nothing to release",
@@ -1499,12 +1550,12 @@ PG_FUNCTION_INFO_V1(orderflow_order_release_trigger);
 Datum
 orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 {
-	static const char *const columns[] = {"id", "order_no", "state", "paid_amount"};
+	static const char *const columns[] = {"id", "order_no", "shop_id", "state", "paid_amount"};
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
-	Oid			argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[4];
-	bool		nulls[4];
+	Oid			argtypes[3] = {INT8OID, TEXTOID, INT8OID};
+	Datum		values[5];
+	bool		nulls[5];
 	HeapTuple	oldtuple;
 	HeapTuple	newtuple;
 
@@ -1522,23 +1573,25 @@ orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 
 	/*
 	 * The order's holds, and those placed at checkout under its platform
-	 * order number that allocate() has not claimed yet.
+	 * order number that allocate() has not claimed yet: for its shop, or for
+	 * no shop in particular.
 	 */
 	CloseHolds("UPDATE orderflow.reservations r"
 			   "   SET status = 'released', closed_at = pg_catalog.now()"
 			   " WHERE (r.order_id OPERATOR(pg_catalog.=) $1"
-			   "        OR (r.order_id IS NULL AND r.ref OPERATOR(pg_catalog.=) $2))"
+			   "        OR (r.order_id IS NULL AND r.ref OPERATOR(pg_catalog.=) $2"
+			   "            AND (r.shop_id IS NULL OR r.shop_id OPERATOR(pg_catalog.=) $3)))"
 			   "   AND r.status OPERATOR(pg_catalog.=) 'held'"
 			   " RETURNING r.sku_id, r.warehouse_id, r.qty",
-			   2, argtypes, values, NULL);
+			   3, argtypes, values, NULL);
 
-	if (!nulls[2] && DatumGetOrderState(values[2]) == OS_CANCELLED && !nulls[3] &&
-		DatumGetBool(DirectFunctionCall2(numeric_gt, values[3],
+	if (!nulls[3] && DatumGetOrderState(values[3]) == OS_CANCELLED && !nulls[4] &&
+		DatumGetBool(DirectFunctionCall2(numeric_gt, values[4],
 										 NumericGetDatum(int64_to_numeric(0)))))
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		RecordCancelRefund(DatumGetInt64(values[0]), values[3]);
+		RecordCancelRefund(DatumGetInt64(values[0]), values[4]);
 		SPI_finish();
 	}
 	return PointerGetDatum(NULL);
@@ -1546,16 +1599,17 @@ orderflow_order_release_trigger(PG_FUNCTION_ARGS)
 
 /*
  * Attach the unclaimed holds of a SKU whose ref is the order's platform
- * number to an order line, up to need; a hold larger than needed is cut
+ * number, placed for the order's shop or for none, to an order line, up to
+ * need; a hold larger than needed is cut
  * down and the rest given back.  Returns the quantity claimed.  Holds being
  * claimed by another transaction are skipped, not waited for.
  */
 int32
-StockClaimHolds(int64 order_id, int32 line_no, const char *sku, const char *ref,
-				int32 need)
+StockClaimHolds(int64 order_id, int64 shop_id, int32 line_no, const char *sku,
+				const char *ref, int32 need)
 {
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		args[2];
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
+	Datum		args[3];
 	Oid			save_userid;
 	int			save_sec_context;
 	int32		claimed = 0;
@@ -1574,6 +1628,7 @@ StockClaimHolds(int64 order_id, int32 line_no, const char *sku, const char *ref,
 	RequirePositiveQty(need);
 	args[0] = CStringGetTextDatum(sku);
 	args[1] = CStringGetTextDatum(ref);
+	args[2] = Int64GetDatum(shop_id);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1586,10 +1641,11 @@ StockClaimHolds(int64 order_id, int32 line_no, const char *sku, const char *ref,
 								" WHERE r.ref OPERATOR(pg_catalog.=) $2"
 								"   AND r.status OPERATOR(pg_catalog.=) 'held'"
 								"   AND r.order_id IS NULL"
+								"   AND (r.shop_id IS NULL OR r.shop_id OPERATOR(pg_catalog.=) $3)"
 								"   AND r.sku_id OPERATOR(pg_catalog.=) (SELECT s.id FROM orderflow.skus s"
 								"                                         WHERE s.code OPERATOR(pg_catalog.=) $1)"
 								" ORDER BY r.id FOR UPDATE OF r SKIP LOCKED",
-								2, argtypes);
+								3, argtypes);
 		if (find_plan == NULL || SPI_keepplan(find_plan) != 0)
 			elog(ERROR, "could not prepare hold lookup");
 		find_generation = OrderflowCacheGeneration();

@@ -43,8 +43,8 @@ extern int64 StockAvailable(StockRef *s);
 extern bool StockTakePlanned(StockRef *s, int32 qty, int32 line_no, List **holds);
 extern void StockGiveBack(List *holds);
 extern void StockInsertHolds(List *holds, int64 order_id);
-extern int32 StockClaimHolds(int64 order_id, int32 line_no, const char *sku,
-							 const char *ref, int32 need);
+extern int32 StockClaimHolds(int64 order_id, int64 shop_id, int32 line_no,
+							 const char *sku, const char *ref, int32 need);
 
 /* allocate.c */
 extern void RecordCancelRefund(int64 order_id, Datum paid_amount);

@@ -109,7 +109,7 @@ TO orderflow_warehouse;
 -- Stock: everyone who handles orders may reserve, allocate and look at
 -- availability; the ledger and holds are written only through functions.
 GRANT EXECUTE ON FUNCTION
-	orderflow.reserve(text, text, integer, text, interval),
+	orderflow.reserve(text, text, integer, text, interval, bigint),
 	orderflow.release(bigint),
 	orderflow.available(text, text),
 	orderflow.hold(text, text, integer, text, timestamptz, bigint, integer, bigint, bigint, boolean),

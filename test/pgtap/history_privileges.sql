@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(69);
+SELECT plan(73);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -252,6 +252,29 @@ SELECT is(
 	(SELECT r.status FROM orderflow.reservations r WHERE r.id = (SELECT hold_b FROM tap_ids)),
 	'released',
 	'the hold is released once');
+
+-- A checkout hold placed for a shop is its tenants': another tenant can
+-- neither place one for that shop nor release it.  (The hold is made from
+-- stock received in this transaction, then given to shop B, as reserve()
+-- with shop B would write it once the stock is committed.)
+ALTER TABLE tap_ids ADD checkout_b bigint;
+UPDATE tap_ids SET checkout_b = hold('TAP-STOCK', 'TAP-W', 1, 'TAP-B-9', NULL, NULL, NULL, NULL, NULL, true);
+UPDATE orderflow.reservations r SET shop_id = t.shop_b FROM tap_ids t WHERE r.id = t.checkout_b;
+SET ROLE tap_tenant_a;
+SELECT throws_ok(
+	$$SELECT orderflow.reserve('TAP-STOCK', 'TAP-W', 1, 'TAP-B-9', NULL, shop_b) FROM tap_ids$$,
+	'OF005', NULL,
+	'tenant A cannot place a checkout hold for shop B');
+SELECT throws_ok(
+	$$SELECT orderflow.release(checkout_b) FROM tap_ids$$,
+	'OF020', NULL,
+	'tenant A cannot release shop B''s checkout hold: to it the hold does not exist');
+SELECT is(orderflow.reserve('TAP-STOCK', 'TAP-W', 1, 'TAP-A-9', NULL, shop_a), NULL,
+	'tenant A may place holds for its own shop (none here: no committed stock)') FROM tap_ids;
+RESET ROLE;
+SET ROLE tap_tenant_b;
+SELECT ok(orderflow.release(checkout_b), 'tenant B releases its shop''s checkout hold') FROM tap_ids;
+RESET ROLE;
 
 -- What an approved order owes changes only with a refund record, through
 -- orderflow.cancel_line and orderflow.substitute_line: the warehouse role
