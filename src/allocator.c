@@ -1273,50 +1273,44 @@ orderflow_reserve(PG_FUNCTION_ARGS)
 }
 
 /*
- * Whether the shop exists and the calling role may see its orders (the
- * tenant policy, orderflow.shop_visible, applied to the caller).
+ * Whether query, run as the calling role with id as $1, finds a row: the
+ * tenant policy applied to the caller.  Holds are written and closed as the
+ * extension owner, so the policy of the order or shop they belong to is
+ * applied here, as functions that read the order itself have it applied.
  */
 static bool
-ShopVisible(int64 shop_id)
+VisibleToCaller(const char *query, int64 id)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
 	bool		found;
 
-	args[0] = Int64GetDatum(shop_id);
+	args[0] = Int64GetDatum(id);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT FROM orderflow.shops s"
-							  " WHERE s.id OPERATOR(pg_catalog.=) $1"
-							  "   AND orderflow.shop_visible(s.id)",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up shop %lld", (long long) shop_id);
+	if (SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up %lld: %s", (long long) id, query);
 	found = SPI_processed == 1;
 	SPI_finish();
 	return found;
 }
 
-/*
- * Fail with OF004 unless the calling role may see the order.  Holds are
- * written and closed as the extension owner, so the tenant policy of the
- * order is applied here, to the caller, as functions that read the order
- * itself have it applied.
- */
+/* Whether the shop exists and the calling role may see its orders. */
+static bool
+ShopVisible(int64 shop_id)
+{
+	return VisibleToCaller("SELECT FROM orderflow.shops s"
+						   " WHERE s.id OPERATOR(pg_catalog.=) $1"
+						   "   AND orderflow.shop_visible(s.id)", shop_id);
+}
+
+/* Fail with OF004 unless the calling role may see the order. */
 static void
 RequireOrderVisible(int64 order_id)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1];
-	bool		found;
+	bool		found = VisibleToCaller("SELECT FROM orderflow.orders o"
+										" WHERE o.id OPERATOR(pg_catalog.=) $1", order_id);
 
-	args[0] = Int64GetDatum(order_id);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up order %lld", (long long) order_id);
-	found = SPI_processed == 1;
-	SPI_finish();
 	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
