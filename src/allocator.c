@@ -893,8 +893,13 @@ RequirePositiveQty(int32 qty)
  * quantity, status 'held' and no closed_at, so its CHECK constraints hold by
  * construction, and nothing else may write the table.
  */
-/* Values of a hold given beside its SKU, warehouse and quantity (WriteHold). */
+/*
+ * Values of a hold given beside its SKU, warehouse and quantity (WriteHold),
+ * and the column of hold_columns each one fills.
+ */
 #define HOLD_EXTRA 7
+#define HOLD_EXTRA_SHOP 6
+static const int hold_extra_column[HOLD_EXTRA] = {5, 6, 7, 8, 9, 10, 13};
 
 static const char *const hold_columns[] = {
 	"id", "sku_id", "warehouse_id", "qty", "status", "ref", "expires_at",
@@ -934,15 +939,13 @@ WriteHold(DirectInsert * di, int64 sku_id, int64 warehouse_id, int32 qty,
 	values[2] = Int64GetDatum(warehouse_id);
 	values[3] = Int32GetDatum(qty);
 	values[4] = CStringGetTextDatum("held");
-	for (int i = 0; i < HOLD_EXTRA - 1; i++)
+	for (int i = 0; i < HOLD_EXTRA; i++)
 	{
-		values[5 + i] = extra_null[i] ? (Datum) 0 : extra[i];
-		nulls[5 + i] = extra_null[i];
+		values[hold_extra_column[i]] = extra_null[i] ? (Datum) 0 : extra[i];
+		nulls[hold_extra_column[i]] = extra_null[i];
 	}
 	values[11] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	nulls[12] = true;
-	values[13] = extra_null[HOLD_EXTRA - 1] ? (Datum) 0 : extra[HOLD_EXTRA - 1];
-	nulls[13] = extra_null[HOLD_EXTRA - 1];
 	DirectInsertRow(di, values, nulls);
 	return id;
 }
@@ -1262,8 +1265,8 @@ orderflow_reserve(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_OF_SHOP_NOT_FOUND),
 					 errmsg("shop %lld does not exist", (long long) PG_GETARG_INT64(5))));
-		extra[HOLD_EXTRA - 1] = PG_GETARG_DATUM(5);
-		extra_null[HOLD_EXTRA - 1] = false;
+		extra[HOLD_EXTRA_SHOP] = PG_GETARG_DATUM(5);
+		extra_null[HOLD_EXTRA_SHOP] = false;
 	}
 	id = HoldInternal(TextArg(fcinfo, 0), TextArg(fcinfo, 1), PG_GETARG_INT32(2),
 					  extra, extra_null, false);
@@ -1377,13 +1380,11 @@ orderflow_hold(PG_FUNCTION_ARGS)
 	RequireArg(fcinfo, 0, "SKU");
 	RequireArg(fcinfo, 1, "warehouse");
 	RequireArg(fcinfo, 2, "quantity");
-	for (int i = 0; i < HOLD_EXTRA - 1; i++)
+	for (int i = 0; i < HOLD_EXTRA; i++)
 	{
-		extra_null[i] = PG_ARGISNULL(3 + i);
+		extra_null[i] = i == HOLD_EXTRA_SHOP || PG_ARGISNULL(3 + i);
 		extra[i] = extra_null[i] ? (Datum) 0 : PG_GETARG_DATUM(3 + i);
 	}
-	extra[HOLD_EXTRA - 1] = (Datum) 0;
-	extra_null[HOLD_EXTRA - 1] = true;
 	if (!extra_null[2])
 		RequireOrderVisible(DatumGetInt64(extra[2]));
 	id = HoldInternal(TextArg(fcinfo, 0), TextArg(fcinfo, 1), PG_GETARG_INT32(2),
