@@ -58,3 +58,14 @@ CALL bench_make_orders(5000);
 SELECT count(*) FROM bench_queue q, orderflow.allocate(q.order_id) a;
 SELECT count(orderflow.transition(o.id, 'cancelled', 'bench history'))
   FROM orderflow.orders o WHERE o.state::text IN ('approved', 'allocated', 'backordered');
+
+-- floor.pgbench's bare tables: no triggers, no checks, no index but the
+-- keys, and room on every page for an order's row to change in place.
+CREATE TABLE bench_floor_orders (id bigint PRIMARY KEY, state integer NOT NULL, pad text)
+	WITH (fillfactor = 70);
+INSERT INTO bench_floor_orders SELECT i, 0, repeat('x', 100) FROM generate_series(1, 1000000) i;
+CREATE TABLE bench_floor_events (order_id bigint, seq integer, at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (order_id, seq));
+CREATE TABLE bench_floor_holds (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	order_id bigint NOT NULL, qty integer NOT NULL);
+CREATE SEQUENCE bench_floor_next;

@@ -2253,29 +2253,27 @@ COMMENT ON COLUMN orderflow.sync_lag.last_error IS 'error of the most recently r
 -- Row-level security and privileges for the intake objects
 -------------------------------------------------------------------------------
 
--- orderflow.shop_visible is created by the security script, which runs
--- last; policies call it through this late-bound wrapper.
-CREATE FUNCTION orderflow.intake_shop_visible(shop_id bigint)
-RETURNS boolean
-LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	RETURN orderflow.shop_visible(shop_id);
-END
-$$;
-COMMENT ON FUNCTION orderflow.intake_shop_visible(bigint) IS
-	'row-level security of intake tables: orderflow.shop_visible, bound at run time';
-
 ALTER TABLE orderflow.inbox_payloads ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON orderflow.inbox_payloads USING (orderflow.intake_shop_visible(shop_id));
+CREATE POLICY tenant ON orderflow.inbox_payloads
+	USING (shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
 COMMENT ON POLICY tenant ON orderflow.inbox_payloads IS 'a tenant sees and writes only its own shops'' payloads';
+CREATE POLICY staff ON orderflow.inbox_payloads TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse
+	USING (true);
+COMMENT ON POLICY staff ON orderflow.inbox_payloads IS 'the staff roles see the payloads of every shop';
 ALTER TABLE orderflow.inbox_status ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON orderflow.inbox_status USING (orderflow.intake_shop_visible(shop_id));
+CREATE POLICY tenant ON orderflow.inbox_status
+	USING (shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
 COMMENT ON POLICY tenant ON orderflow.inbox_status IS 'a tenant sees and writes only its own shops'' payloads';
+CREATE POLICY staff ON orderflow.inbox_status TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse
+	USING (true);
+COMMENT ON POLICY staff ON orderflow.inbox_status IS 'the staff roles see the payloads of every shop';
 ALTER TABLE orderflow.exceptions ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON orderflow.exceptions USING (orderflow.intake_shop_visible(shop_id));
+CREATE POLICY tenant ON orderflow.exceptions
+	USING (shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
 COMMENT ON POLICY tenant ON orderflow.exceptions IS 'a tenant sees only its own shops'' exceptions';
+CREATE POLICY staff ON orderflow.exceptions TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse
+	USING (true);
+COMMENT ON POLICY staff ON orderflow.exceptions IS 'the staff roles see the exceptions of every shop';
 ALTER TABLE orderflow.intake_orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.intake_orders
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
@@ -2340,5 +2338,3 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.resolve_exception(bigint, text),
 	orderflow.assign_exception(bigint, name)
 TO orderflow_operator, orderflow_warehouse;
-GRANT EXECUTE ON FUNCTION orderflow.intake_shop_visible(bigint)
-TO orderflow_operator, orderflow_warehouse, orderflow_reporting, orderflow_auditor;

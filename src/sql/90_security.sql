@@ -1,27 +1,12 @@
 -- Privileges and row-level security.  Nothing is granted to PUBLIC.
 
--- Whether the current role may see a shop's orders: members of the shop's
--- owner role, and the staff roles that work across shops.
-CREATE FUNCTION orderflow.shop_visible(shop_id bigint)
-RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT pg_catalog.pg_has_role('orderflow_admin', 'USAGE')
-		OR pg_catalog.pg_has_role('orderflow_auditor', 'USAGE')
-		OR pg_catalog.pg_has_role('orderflow_reporting', 'USAGE')
-		OR pg_catalog.pg_has_role('orderflow_warehouse', 'USAGE')
-		OR EXISTS (SELECT FROM orderflow.shops s
-					WHERE s.id OPERATOR(pg_catalog.=) $1
-					  AND pg_catalog.pg_has_role(s.owner_role, 'USAGE'))
-$$;
-COMMENT ON FUNCTION orderflow.shop_visible(bigint) IS
-	'row-level security: whether the current role may see and change the shop''s orders';
-
 ALTER TABLE orderflow.orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.orders
-	USING (orderflow.shop_visible(shop_id));
-COMMENT ON POLICY tenant ON orderflow.orders IS 'a tenant sees and changes only the orders of shops whose owner role it belongs to (staff roles see all)';
+	USING (shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
+COMMENT ON POLICY tenant ON orderflow.orders IS 'a tenant sees and changes only the orders of shops whose owner role it belongs to (orderflow.visible_shops, asked once per query)';
+CREATE POLICY staff ON orderflow.orders TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse
+	USING (true);
+COMMENT ON POLICY staff ON orderflow.orders IS 'the staff roles see and change the orders of every shop';
 ALTER TABLE orderflow.order_lines ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.order_lines
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
@@ -67,7 +52,9 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.can_transition(orderflow.order_state, orderflow.order_state),
 	orderflow.next_states(orderflow.order_state),
 	orderflow.state_graph(),
-	orderflow.shop_visible(bigint)
+	orderflow.shop_visible(bigint),
+	orderflow.sees_all_shops(),
+	orderflow.visible_shops()
 TO orderflow_admin, orderflow_operator, orderflow_warehouse, orderflow_auditor,
 	orderflow_reporting;
 

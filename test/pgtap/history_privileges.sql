@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(73);
+SELECT plan(82);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -351,6 +351,32 @@ SELECT results_eq(
 	   WHERE shop_id IN ((SELECT shop_a FROM tap_ids), (SELECT shop_b FROM tap_ids))$$,
 	$$VALUES ('TAP-B-1:paid')$$,
 	'tenant B sees only shop B''s order, still paid');
+RESET ROLE;
+
+-- The tenant policies ask which shops the role sees once per query, not
+-- once per row: a tenant's scan of its orders calls visible_shops() once
+-- (the whole test is one transaction, so its call counts are this one's).
+SET LOCAL track_functions = 'all';
+INSERT INTO orders (shop_id, order_no) SELECT shop_a, 'TAP-A-' || i FROM tap_ids, generate_series(10, 14) i;
+SET ROLE tap_tenant_a;
+SELECT is(visible_shops(), ARRAY[(SELECT shop_a FROM tap_ids)], 'tenant A''s visible shops are shop A');
+SELECT is(sees_all_shops(), false, 'a tenant does not see every shop');
+SELECT is((SELECT count(*) FROM orderflow.orders WHERE order_no LIKE 'TAP-%'), 9::bigint,
+		  'tenant A counts its own nine orders');
+SELECT is(pg_stat_get_xact_function_calls('orderflow.visible_shops()'::regprocedure), 2::bigint,
+		  'one call of visible_shops() for the count (after the direct one), not one per order');
+RESET ROLE;
+SET ROLE tap_warehouse;
+SELECT is(sees_all_shops(), true, 'warehouse staff see every shop');
+SELECT is((SELECT count(DISTINCT shop_id) FROM orderflow.orders WHERE order_no LIKE 'TAP-%'), 2::bigint,
+		  'warehouse staff see the orders of both shops');
+SELECT is(pg_stat_get_xact_function_calls('orderflow.visible_shops()'::regprocedure), 2::bigint,
+		  '... through the staff policy, without asking which shops they own');
+RESET ROLE;
+CREATE ROLE tap_tenant_c NOLOGIN IN ROLE orderflow_operator;
+SET ROLE tap_tenant_c;
+SELECT is(visible_shops(), NULL::bigint[], 'an operator that owns no shop has no visible shops');
+SELECT is((SELECT count(*) FROM orderflow.orders), 0::bigint, '... and sees no order');
 RESET ROLE;
 
 SELECT * FROM finish();
