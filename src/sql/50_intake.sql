@@ -2257,23 +2257,14 @@ ALTER TABLE orderflow.inbox_payloads ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.inbox_payloads
 	USING (shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
 COMMENT ON POLICY tenant ON orderflow.inbox_payloads IS 'a tenant sees and writes only its own shops'' payloads';
-CREATE POLICY staff ON orderflow.inbox_payloads TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse
-	USING (true);
-COMMENT ON POLICY staff ON orderflow.inbox_payloads IS 'the staff roles see the payloads of every shop';
 ALTER TABLE orderflow.inbox_status ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.inbox_status
 	USING (shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
 COMMENT ON POLICY tenant ON orderflow.inbox_status IS 'a tenant sees and writes only its own shops'' payloads';
-CREATE POLICY staff ON orderflow.inbox_status TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse
-	USING (true);
-COMMENT ON POLICY staff ON orderflow.inbox_status IS 'the staff roles see the payloads of every shop';
 ALTER TABLE orderflow.exceptions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.exceptions
 	USING (shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
 COMMENT ON POLICY tenant ON orderflow.exceptions IS 'a tenant sees only its own shops'' exceptions';
-CREATE POLICY staff ON orderflow.exceptions TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse
-	USING (true);
-COMMENT ON POLICY staff ON orderflow.exceptions IS 'the staff roles see the exceptions of every shop';
 ALTER TABLE orderflow.intake_orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.intake_orders
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));

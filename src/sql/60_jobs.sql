@@ -524,9 +524,6 @@ CREATE POLICY tenant ON orderflow.outbox
 	USING (shop_id IS NULL
 		   OR shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
 COMMENT ON POLICY tenant ON orderflow.outbox IS 'a tenant sees its own shops'' messages and those of no shop';
-CREATE POLICY staff ON orderflow.outbox TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse
-	USING (true);
-COMMENT ON POLICY staff ON orderflow.outbox IS 'the staff roles see the messages of every shop';
 ALTER TABLE orderflow.payment_reminders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.payment_reminders
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));

@@ -4,9 +4,24 @@ ALTER TABLE orderflow.orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.orders
 	USING (shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
 COMMENT ON POLICY tenant ON orderflow.orders IS 'a tenant sees and changes only the orders of shops whose owner role it belongs to (orderflow.visible_shops, asked once per query)';
-CREATE POLICY staff ON orderflow.orders TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse
-	USING (true);
-COMMENT ON POLICY staff ON orderflow.orders IS 'the staff roles see and change the orders of every shop';
+-- The staff roles (those orderflow.sees_all_shops() names) see and change
+-- every shop's rows through a policy of their own on each table whose
+-- tenant policy compares shop_id with orderflow.visible_shops(); the
+-- planner then drops the tenant filter from their queries.
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['orders', 'inbox_payloads', 'inbox_status', 'exceptions', 'outbox']
+	LOOP
+		EXECUTE pg_catalog.format('CREATE POLICY staff ON orderflow.%I'
+								  ' TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse'
+								  ' USING (true)', t);
+		EXECUTE pg_catalog.format('COMMENT ON POLICY staff ON orderflow.%I IS %L', t,
+								  'the staff roles see and change the rows of every shop');
+	END LOOP;
+END
+$$;
 ALTER TABLE orderflow.order_lines ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.order_lines
 	USING (EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
