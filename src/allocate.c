@@ -78,6 +78,7 @@ typedef struct AllocOrder
 	bool		consent_unset;	/* NULL: the shop's setting applies */
 	char	   *order_no;
 	int64		shop_id;
+	ItemPointerData tid;		/* the row version locked */
 	bool		has_checkout_holds;
 	int			nwarehouses;
 	char	  **warehouses;		/* active, by priority */
@@ -87,7 +88,6 @@ static SPIPlanPtr order_plan = NULL;
 static SPIPlanPtr consent_plan = NULL;
 static SPIPlanPtr warehouses_plan = NULL;
 static SPIPlanPtr cancel_plan = NULL;
-static SPIPlanPtr update_plan = NULL;
 static uint64 plan_generation = 0;
 
 /*
@@ -171,20 +171,11 @@ Prepare(const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
-static Oid
-OrderStateTypeOid(void)
-{
-	return GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-						   CStringGetDatum("order_state"),
-						   ObjectIdGetDatum(get_namespace_oid("orderflow", false)));
-}
-
 static void
 PreparePlans(void)
 {
 	Oid			int8arg[1] = {INT8OID};
 	Oid			cancelargs[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
-	Oid			updateargs[3] = {INT8OID, TEXTOID, InvalidOid};
 	Relation	rel;
 
 	if (plan_generation == OrderflowCacheGeneration() && order_plan != NULL)
@@ -195,10 +186,8 @@ PreparePlans(void)
 		SPI_freeplan(consent_plan);
 		SPI_freeplan(warehouses_plan);
 		SPI_freeplan(cancel_plan);
-		SPI_freeplan(update_plan);
-		order_plan = consent_plan = warehouses_plan = cancel_plan = update_plan = NULL;
+		order_plan = consent_plan = warehouses_plan = cancel_plan = NULL;
 	}
-	updateargs[2] = OrderStateTypeOid();
 
 	/*
 	 * The order, locked.  Run as the caller: row-level security decides which
@@ -206,7 +195,7 @@ PreparePlans(void)
 	 * key-share locks of rows being added that refer to the order.
 	 */
 	order_plan = Prepare("SELECT o.state, o.allocation_policy, o.allow_split, o.order_no,"
-						 "       o.shop_id"
+						 "       o.shop_id, o.ctid"
 						 "  FROM orderflow.orders o"
 						 " WHERE o.id OPERATOR(pg_catalog.=) $1"
 						 "   FOR NO KEY UPDATE",
@@ -220,10 +209,6 @@ PreparePlans(void)
 							  0, NULL);
 	cancel_plan = Prepare("SELECT orderflow.cancel_units($1, $2, $3, $4)",
 						  4, cancelargs);
-	update_plan = Prepare("UPDATE orderflow.orders"
-						  "   SET allocation_policy = $2, state = $3"
-						  " WHERE id OPERATOR(pg_catalog.=) $1",
-						  3, updateargs);
 
 	OrderflowWatchRelation(OrderflowRelid("warehouses", false));
 	rels.lines = OrderflowRelid("order_lines", false);
@@ -325,6 +310,7 @@ LockOrder(int64 order_id, AllocOrder *o)
 	o->consent = !o->consent_unset && DatumGetBool(d);
 	o->order_no = TextColumn(tup, desc, 4);
 	o->shop_id = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 6, &isnull)), &o->tid);
 	ReadWarehouses(o);
 }
 
@@ -710,14 +696,8 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 	 */
 	if (to_set || o.stored_policy == NULL ||
 		strcmp(o.stored_policy, policy_names[policy]) != 0)
-	{
-		Datum		args[3];
-
-		args[0] = Int64GetDatum(o.id);
-		args[1] = CStringGetTextDatum(policy_names[policy]);
-		args[2] = OrderStateGetDatum(to_set ? to : o.state);
-		UpdateOrderWithReason(update_plan, args, NULL, o.id, reason);
-	}
+		ChangeLockedOrder(o.id, &o.tid, to_set ? to : o.state,
+						  policy_names[policy], reason);
 
 	/*
 	 * The lines live in SPI's memory, which SPI_finish frees; the tuplestore

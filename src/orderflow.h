@@ -91,10 +91,9 @@ extern Oid	HistoryOwner(void);
 extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
 extern void OrderflowWatchRelation(Oid relid);
-struct _SPI_plan;
-extern void UpdateOrderWithReason(struct _SPI_plan *plan, Datum *args,
-								  const char *nulls, int64 order_id,
-								  const char *reason);
+extern Oid	OrderStateTypeOid(void);
+extern void ChangeLockedOrder(int64 order_id, ItemPointer tid, OrderState to,
+							  const char *policy, const char *reason);
 
 /* orderflow.c */
 struct Tuplestorestate;

@@ -12,16 +12,28 @@
  * the relcache callback here drops the cache, so every backend sees a change
  * from its next statement (the changing backend: from its next command).
  *
+ * orderflow's own state changes (transition(), allocate()) go through
+ * ChangeLockedOrder, which updates the row the caller has locked without an
+ * UPDATE statement when row-level security does not apply to the caller,
+ * applying the same privileges, triggers and constraints.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteManip.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -32,6 +44,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/syscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -130,12 +143,20 @@ ForgetStampedEvents(XactEvent event, void *arg)
 		stamped_events = NULL;	/* its memory goes with the transaction */
 }
 
+/* A function changed: expressions compiled from the catalogs are stale. */
+static void
+FunctionsChanged(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cache_generation++;
+}
+
 static void
 EnsureCallback(void)
 {
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(GraphInvalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, FunctionsChanged, (Datum) 0);
 		RegisterXactCallback(ForgetStampedEvents, NULL);
 		callback_registered = true;
 	}
@@ -664,24 +685,271 @@ order_state_graph(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 
+/* The type orderflow.order_state. */
+Oid
+OrderStateTypeOid(void)
+{
+	return GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+						   CStringGetDatum("order_state"),
+						   ObjectIdGetDatum(get_namespace_oid("orderflow", false)));
+}
+
 /*
- * Run a saved SPI plan that updates one order (in a connected SPI session);
- * the state change it makes is recorded with the given reason, or with the
- * session's orderflow.reason when that is NULL.
+ * The statements of the general path of ChangeLockedOrder, in a connected
+ * SPI session: state only, or state and allocation policy.
+ */
+static SPIPlanPtr
+OrderUpdatePlan(bool with_policy)
+{
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+	static uint64 generation = 0;
+	Oid			argtypes[3] = {INT8OID, InvalidOid, TEXTOID};
+
+	if (generation != OrderflowCacheGeneration())
+	{
+		for (int i = 0; i < 2; i++)
+			if (plans[i] != NULL)
+				SPI_freeplan(plans[i]);
+		plans[0] = plans[1] = NULL;
+		generation = OrderflowCacheGeneration();
+	}
+	if (plans[with_policy] == NULL)
+	{
+		SPIPlanPtr	plan;
+
+		argtypes[1] = OrderStateTypeOid();
+		plan = SPI_prepare(with_policy ?
+						   "UPDATE orderflow.orders SET state = $2, allocation_policy = $3"
+						   " WHERE id OPERATOR(pg_catalog.=) $1" :
+						   "UPDATE orderflow.orders SET state = $2"
+						   " WHERE id OPERATOR(pg_catalog.=) $1",
+						   with_policy ? 3 : 2, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare order update");
+		plans[with_policy] = plan;
+	}
+	return plans[with_policy];
+}
+
+/*
+ * The CHECK constraints and trigger WHEN conditions of orders, compiled once
+ * per backend for the fast path of ChangeLockedOrder (an UPDATE statement
+ * compiles them again for every statement).  Rebuilt after any change to
+ * the table or to a function (the cache generation moves).  The executor
+ * reads them in place of compiling its own: CHECK expressions in table
+ * order, WHEN conditions by trigger position, as in the relation's cache
+ * entry.
+ */
+typedef struct OrderRuleCache
+{
+	uint64		generation;		/* 0: not built */
+	MemoryContext cxt;
+	int			ncheck;
+	ExprState **checks;
+	int			ntrig;
+	ExprState **whens;			/* NULL for a trigger without WHEN */
+	bool		in_use;			/* an update using them is under way */
+} OrderRuleCache;
+
+static OrderRuleCache order_rules;
+
+static ExprState **
+OrderRules(Relation rel, int *ncheck, int *ntrig)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	TriggerDesc *trigdesc = rel->trigdesc;
+	MemoryContext old;
+
+	/* Not while a constraint or condition calls back into this path. */
+	if (order_rules.in_use)
+		return NULL;
+	if (order_rules.generation != OrderflowCacheGeneration())
+	{
+		if (order_rules.cxt == NULL)
+			order_rules.cxt = AllocSetContextCreate(CacheMemoryContext,
+													"orderflow order rules",
+													ALLOCSET_SMALL_SIZES);
+		else
+			MemoryContextReset(order_rules.cxt);
+		order_rules.generation = 0;
+		old = MemoryContextSwitchTo(order_rules.cxt);
+		order_rules.ncheck = constr != NULL ? constr->num_check : 0;
+		order_rules.checks = palloc0(sizeof(ExprState *) * Max(order_rules.ncheck, 1));
+		for (int i = 0; i < order_rules.ncheck; i++)
+			order_rules.checks[i] =
+				ExecInitExpr(expression_planner(stringToNode(constr->check[i].ccbin)), NULL);
+		order_rules.ntrig = trigdesc != NULL ? trigdesc->numtriggers : 0;
+		order_rules.whens = palloc0(sizeof(ExprState *) * Max(order_rules.ntrig, 1));
+		for (int i = 0; i < order_rules.ntrig; i++)
+		{
+			Node	   *qual;
+
+			if (trigdesc->triggers[i].tgqual == NULL)
+				continue;
+			/* OLD is the inner tuple of a WHEN condition, NEW the outer. */
+			qual = stringToNode(trigdesc->triggers[i].tgqual);
+			ChangeVarNodes(qual, PRS2_OLD_VARNO, INNER_VAR, 0);
+			ChangeVarNodes(qual, PRS2_NEW_VARNO, OUTER_VAR, 0);
+			qual = (Node *) make_ands_implicit(expression_planner((Expr *) qual));
+			order_rules.whens[i] = ExecInitQual((List *) qual, NULL);
+		}
+		MemoryContextSwitchTo(old);
+		order_rules.generation = OrderflowCacheGeneration();
+	}
+	*ncheck = order_rules.ncheck;
+	*ntrig = order_rules.ntrig;
+	if (order_rules.ncheck != (constr != NULL ? constr->num_check : 0) ||
+		order_rules.ntrig != (trigdesc != NULL ? trigdesc->numtriggers : 0))
+		return NULL;
+	return order_rules.whens;
+}
+
+/*
+ * The fast path of ChangeLockedOrder: the row update an UPDATE statement
+ * would make, without planning or starting an executor for one row.  The
+ * caller's privileges are checked as the statement would check them, and
+ * every trigger, constraint and index of the table is applied: BEFORE row
+ * triggers, CHECK and NOT NULL constraints, index entries, AFTER row
+ * triggers (deferred ones queued for commit), with the set columns named
+ * for UPDATE OF triggers.
+ */
+static void
+DirectOrderUpdate(Oid relid, int64 order_id, ItemPointer tid, OrderState to,
+				  const char *policy)
+{
+	Relation	rel = table_open(relid, RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	EState	   *estate;
+	ResultRelInfo *rri;
+	EPQState	epqstate;
+	TupleTableSlot *oldslot;
+	TupleTableSlot *newslot;
+	TableScanDesc scan;
+	ItemPointerData latest = *tid;
+	ExprState **whens;
+	int			ncheck;
+	int			ntrig;
+	AttrNumber	policy_col = InvalidAttrNumber;
+
+	EnsureColumns(rel);
+	if (policy != NULL)
+		policy_col = RequiredColumn(rel, "allocation_policy", ORDERS_SHAPE);
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_SELECT | ACL_UPDATE;
+	rte->selectedCols = bms_make_singleton(order_columns.id - FirstLowInvalidHeapAttributeNumber);
+	rte->updatedCols = bms_make_singleton(order_columns.state - FirstLowInvalidHeapAttributeNumber);
+	if (policy != NULL)
+		rte->updatedCols = bms_add_member(rte->updatedCols,
+										  policy_col - FirstLowInvalidHeapAttributeNumber);
+	ExecCheckRTPerms(list_make1(rte), true);
+
+	/* Changes this transaction made so far are visible to the triggers. */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	estate = CreateExecutorState();
+	ExecInitRangeTable(estate, list_make1(rte));
+	estate->es_output_cid = GetCurrentCommandId(true);
+	estate->es_snapshot = GetActiveSnapshot();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	whens = OrderRules(rel, &ncheck, &ntrig);
+	if (whens != NULL)
+	{
+		order_rules.in_use = true;
+		if (ncheck > 0)
+			rri->ri_ConstraintExprs = order_rules.checks;
+		for (int i = 0; i < ntrig; i++)
+			rri->ri_TrigWhenExprs[i] = whens[i];
+	}
+	ExecOpenIndices(rri, false);
+	/* The AFTER triggers find it there rather than opening their own. */
+	estate->es_opened_result_relations = list_make1(rri);
+	EvalPlanQualInit(&epqstate, estate, NULL, NIL, -1);
+
+	/*
+	 * The row as this transaction sees it now: the version it locked, or a
+	 * later one it made itself (a line cancelled on the way, say).
+	 */
+	oldslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
+	newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	scan = table_beginscan_tid(rel, estate->es_snapshot);
+	table_tuple_get_latest_tid(scan, &latest);
+	table_endscan(scan);
+	if (!table_tuple_fetch_row_version(rel, &latest, estate->es_snapshot, oldslot))
+		elog(ERROR, "could not find the locked row of order %lld", (long long) order_id);
+	slot_getallattrs(oldslot);
+	ExecClearTuple(newslot);
+	memcpy(newslot->tts_values, oldslot->tts_values, sizeof(Datum) * desc->natts);
+	memcpy(newslot->tts_isnull, oldslot->tts_isnull, sizeof(bool) * desc->natts);
+	newslot->tts_values[order_columns.state - 1] = OrderStateGetDatum(to);
+	newslot->tts_isnull[order_columns.state - 1] = false;
+	if (policy != NULL)
+	{
+		newslot->tts_values[policy_col - 1] = CStringGetTextDatum(policy);
+		newslot->tts_isnull[policy_col - 1] = false;
+	}
+	ExecStoreVirtualTuple(newslot);
+
+	AfterTriggerBeginQuery();
+	PG_TRY();
+	{
+		ExecSimpleRelationUpdate(rri, estate, &epqstate, oldslot, newslot);
+	}
+	PG_FINALLY();
+	{
+		if (whens != NULL)
+			order_rules.in_use = false;
+	}
+	PG_END_TRY();
+	AfterTriggerEndQuery(estate);
+
+	EvalPlanQualEnd(&epqstate);
+	ExecCloseResultRelations(estate);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+	table_close(rel, NoLock);
+}
+
+/*
+ * Move an order this transaction has locked (tid: the row version it
+ * locked) to the state to, and set its allocation policy when one is
+ * given.  The change is recorded with the given reason, or with the
+ * session's orderflow.reason when that is NULL.  Row-level security that
+ * applies to the caller is applied by running an UPDATE statement (in the
+ * caller's SPI session); otherwise the row is updated directly.
  */
 void
-UpdateOrderWithReason(SPIPlanPtr plan, Datum *args, const char *nulls,
-					  int64 order_id, const char *reason)
+ChangeLockedOrder(int64 order_id, ItemPointer tid, OrderState to,
+				  const char *policy, const char *reason)
 {
 	const char *outer_reason = pending_reason;
 	int64		outer_order = pending_reason_order;
+	Oid			relid = OrderflowRelid("orders", false);
 
 	pending_reason = reason;
 	pending_reason_order = order_id;
 	PG_TRY();
 	{
-		if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "order update failed");
+		if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+		{
+			Datum		args[3];
+
+			args[0] = Int64GetDatum(order_id);
+			args[1] = OrderStateGetDatum(to);
+			args[2] = policy != NULL ? CStringGetTextDatum(policy) : (Datum) 0;
+			if (SPI_execute_plan(OrderUpdatePlan(policy != NULL), args, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "order update failed");
+		}
+		else
+			DirectOrderUpdate(relid, order_id, tid, to, policy);
 	}
 	PG_FINALLY();
 	{
@@ -703,14 +971,14 @@ Datum
 order_transition(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr lock_plan = NULL;
-	static SPIPlanPtr update_plan = NULL;
 	static uint64 plan_generation = 0;
 	int64		order_id;
 	OrderState	to;
 	OrderState	current;
-	Oid			argtypes[2];
-	Datum		args[2];
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
 	bool		isnull;
+	ItemPointerData tid;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -726,19 +994,11 @@ order_transition(PG_FUNCTION_ARGS)
 	{
 		if (lock_plan)
 			SPI_freeplan(lock_plan);
-		if (update_plan)
-			SPI_freeplan(update_plan);
-		lock_plan = update_plan = NULL;
-		argtypes[0] = INT8OID;
-		argtypes[1] = get_fn_expr_argtype(fcinfo->flinfo, 1);
-		lock_plan = SPI_prepare("SELECT state FROM orderflow.orders WHERE id = $1 FOR UPDATE",
+		lock_plan = SPI_prepare("SELECT state, ctid FROM orderflow.orders"
+								" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 								1, argtypes);
 		if (lock_plan == NULL || SPI_keepplan(lock_plan) != 0)
 			elog(ERROR, "could not prepare order lock query");
-		update_plan = SPI_prepare("UPDATE orderflow.orders SET state = $2 WHERE id = $1",
-								  2, argtypes);
-		if (update_plan == NULL || SPI_keepplan(update_plan) != 0)
-			elog(ERROR, "could not prepare order update query");
 		plan_generation = OrderflowCacheGeneration();
 	}
 
@@ -751,6 +1011,9 @@ order_transition(PG_FUNCTION_ARGS)
 				 errmsg("order %lld does not exist", (long long) order_id)));
 	current = DatumGetOrderState(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
+	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
+																SPI_tuptable->tupdesc, 2, &isnull)),
+					&tid);
 
 	if (!PG_ARGISNULL(3) && PG_GETARG_ORDER_STATE(3) != current)
 		ereport(ERROR,
@@ -761,11 +1024,8 @@ order_transition(PG_FUNCTION_ARGS)
 				 errdetail("Another transaction may have moved the order first.")));
 
 	if (current != to)
-	{
-		args[1] = OrderStateGetDatum(to);
-		UpdateOrderWithReason(update_plan, args, NULL, order_id,
-							  PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
-	}
+		ChangeLockedOrder(order_id, &tid, to, NULL,
+						  PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
 
 	SPI_finish();
 	PG_RETURN_ORDER_STATE(current);

@@ -1,0 +1,117 @@
+-- transition() and allocate() change an order row without running an
+-- UPDATE statement (for callers that row-level security does not apply
+-- to), but apply everything the statement would: the caller's column
+-- privileges, every BEFORE and AFTER row trigger on orders (with their
+-- WHEN conditions and UPDATE OF columns), and every CHECK constraint,
+-- including ones added after a backend has compiled the table's rules.
+SET search_path = orderflow, public;
+\set SHOW_CONTEXT never
+\set VERBOSITY terse
+
+SELECT set_config('my.shop', add_shop('update-shop', 'generic')::text, false) IS NOT NULL AS shop,
+       add_warehouse('UP-W1', 'Suzhou') > 0 AS w1, add_bin('UP-W1', 'U-01') > 0 AS bin,
+       add_sku('UP-INK', 'Ink stick', 8.00) > 0 AS ink,
+       receive_stock('UP-INK', 'UP-W1', 'U-01', 5) > 0 AS received;
+
+CREATE FUNCTION pg_temp.new_order(no text, qty integer) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_id bigint;
+BEGIN
+	INSERT INTO orderflow.orders (shop_id, order_no, state, paid_at)
+	VALUES (current_setting('my.shop')::bigint, no, 'paid', now()) RETURNING id INTO v_id;
+	INSERT INTO orderflow.order_lines (order_id, sku, qty, unit_price) VALUES (v_id, 'UP-INK', qty, 8.00);
+	PERFORM orderflow.transition(v_id, 'approved');
+	RETURN v_id;
+END $$;
+SELECT pg_temp.new_order('UP-1', 2) AS o1 \gset
+SELECT pg_temp.new_order('UP-2', 1) AS o2 \gset
+
+-- A DBA's own triggers: a BEFORE row trigger that edits the new row, and
+-- an AFTER UPDATE OF state trigger with a WHEN condition.  Both fire for
+-- allocate() and transition() exactly as for an UPDATE statement.
+CREATE TABLE public.state_log (order_id bigint, from_state text, to_state text, note text);
+CREATE FUNCTION public.stamp_note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.state <> OLD.state THEN
+		NEW.seller_note := coalesce(OLD.seller_note || ' ', '') || 'now ' || NEW.state::text;
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE FUNCTION public.log_state() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.state_log VALUES (NEW.id, OLD.state::text, NEW.state::text, TG_ARGV[0]);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER stamp_note BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION public.stamp_note();
+CREATE TRIGGER log_allocated AFTER UPDATE OF state ON orders FOR EACH ROW
+	WHEN (NEW.state = 'allocated') EXECUTE FUNCTION public.log_state('allocated');
+CREATE TRIGGER log_policy AFTER UPDATE OF allocation_policy ON orders FOR EACH ROW
+	EXECUTE FUNCTION public.log_state('policy set');
+
+SELECT line_no, sku, requested, allocated, warehouse, outcome FROM allocate(:o1);
+SELECT transition(:o2, 'on_hold', 'address check');
+SELECT state, seller_note, allocation_policy FROM orders WHERE id IN (:o1, :o2) ORDER BY id;
+SELECT order_id = :o1 AS is_o1, from_state, to_state, note FROM state_log ORDER BY note;
+SELECT seq, from_state, to_state, reason FROM order_events WHERE order_id = :o2 ORDER BY seq;
+
+-- A CHECK constraint added now (NOT VALID: for new rows) is enforced on
+-- the next change: the backend's compiled rules are rebuilt.  The refused
+-- change leaves the order and its history as they were.
+ALTER TABLE orders ADD CONSTRAINT held_orders_need_a_note
+	CHECK (state <> 'on_hold' OR seller_note LIKE '%checked%') NOT VALID;
+SELECT transition(:o2, 'approved');
+SELECT transition(:o2, 'on_hold');
+SELECT state, seller_note FROM orders WHERE id = :o2;
+SELECT count(*) AS o2_events FROM order_events WHERE order_id = :o2;
+ALTER TABLE orders DROP CONSTRAINT held_orders_need_a_note;
+
+-- A CHECK that calls a function follows a new definition of the function.
+CREATE FUNCTION public.allowed_note(note text) RETURNS boolean LANGUAGE sql IMMUTABLE
+	AS $$ SELECT true $$;
+ALTER TABLE orders ADD CONSTRAINT note_allowed CHECK (public.allowed_note(seller_note));
+SELECT transition(:o2, 'on_hold');
+CREATE OR REPLACE FUNCTION public.allowed_note(note text) RETURNS boolean LANGUAGE sql IMMUTABLE
+	AS $$ SELECT note NOT LIKE '%on_hold%' $$;
+SELECT transition(:o2, 'approved');
+SELECT state FROM orders WHERE id = :o2;
+ALTER TABLE orders DROP CONSTRAINT note_allowed;
+
+-- A constraint whose check changes another order through transition()
+-- (a nested change while the first one's rules are being evaluated).
+CREATE FUNCTION public.cascade_hold(state order_state, other bigint) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF state = 'allocated' AND other IS NOT NULL THEN
+		PERFORM orderflow.transition(other, 'on_hold', 'held with its partner');
+	END IF;
+	RETURN true;
+END $$;
+ALTER TABLE orders ADD COLUMN partner bigint;
+ALTER TABLE orders ADD CONSTRAINT partner_held CHECK (public.cascade_hold(state, partner));
+SELECT pg_temp.new_order('UP-3', 1) AS o3 \gset
+UPDATE orders SET partner = :o2 WHERE id = :o3;
+SELECT outcome FROM allocate(:o3);
+SELECT id = :o2 AS is_o2, state FROM orders WHERE id IN (:o2, :o3) ORDER BY id;
+ALTER TABLE orders DROP CONSTRAINT partner_held;
+ALTER TABLE orders DROP COLUMN partner;
+
+-- Column privileges are the statement's: a role that may lock orders
+-- (UPDATE on another column) but not change their state is refused, and
+-- nothing changes.
+CREATE ROLE order_note_writer BYPASSRLS;
+GRANT USAGE ON SCHEMA orderflow TO order_note_writer;
+GRANT SELECT, UPDATE (seller_note) ON orders TO order_note_writer;
+GRANT EXECUTE ON FUNCTION transition(bigint, order_state, text, order_state) TO order_note_writer;
+SET ROLE order_note_writer;
+SELECT transition(:o2, 'approved');
+RESET ROLE;
+SELECT state FROM orders WHERE id = :o2;
+REVOKE ALL ON orders FROM order_note_writer;
+REVOKE ALL ON FUNCTION transition(bigint, order_state, text, order_state) FROM order_note_writer;
+REVOKE USAGE ON SCHEMA orderflow FROM order_note_writer;
+DROP ROLE order_note_writer;
+
+DROP TRIGGER stamp_note ON orders;
+DROP TRIGGER log_allocated ON orders;
+DROP TRIGGER log_policy ON orders;
