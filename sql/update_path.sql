@@ -112,6 +112,19 @@ REVOKE ALL ON FUNCTION transition(bigint, order_state, text, order_state) FROM o
 REVOKE USAGE ON SCHEMA orderflow FROM order_note_writer;
 DROP ROLE order_note_writer;
 
+-- Statement triggers fire only for statements: while orders has one, the
+-- change is made by an UPDATE statement, and the trigger fires.
+CREATE FUNCTION public.log_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.state_log (note) VALUES ('statement ' || TG_OP);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER log_statement AFTER UPDATE ON orders FOR EACH STATEMENT
+	EXECUTE FUNCTION public.log_statement();
+SELECT transition(:o2, 'approved');
+SELECT note FROM state_log WHERE note LIKE 'statement%';
+DROP TRIGGER log_statement ON orders;
+
 DROP TRIGGER stamp_note ON orders;
 DROP TRIGGER log_allocated ON orders;
 DROP TRIGGER log_policy ON orders;

@@ -919,12 +919,38 @@ DirectOrderUpdate(Oid relid, int64 order_id, ItemPointer tid, OrderState to,
 }
 
 /*
+ * Whether ChangeLockedOrder may update the row directly: not when
+ * row-level security applies to the caller (its policies are applied by
+ * the UPDATE statement) nor when the table has statement triggers or
+ * transition tables for UPDATE, which only a statement fires.
+ */
+static bool
+DirectUpdateApplies(Oid relid)
+{
+	Relation	rel;
+	TriggerDesc *trigdesc;
+	bool		applies;
+
+	if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+		return false;
+	rel = table_open(relid, RowExclusiveLock);
+	trigdesc = rel->trigdesc;
+	applies = trigdesc == NULL ||
+		!(trigdesc->trig_update_before_statement ||
+		  trigdesc->trig_update_after_statement ||
+		  trigdesc->trig_update_old_table ||
+		  trigdesc->trig_update_new_table);
+	table_close(rel, NoLock);
+	return applies;
+}
+
+/*
  * Move an order this transaction has locked (tid: the row version it
  * locked) to the state to, and set its allocation policy when one is
  * given.  The change is recorded with the given reason, or with the
- * session's orderflow.reason when that is NULL.  Row-level security that
- * applies to the caller is applied by running an UPDATE statement (in the
- * caller's SPI session); otherwise the row is updated directly.
+ * session's orderflow.reason when that is NULL.  The row is updated
+ * directly, or by an UPDATE statement in the caller's SPI session when
+ * only a statement applies everything (see DirectUpdateApplies).
  */
 void
 ChangeLockedOrder(int64 order_id, ItemPointer tid, OrderState to,
@@ -938,7 +964,7 @@ ChangeLockedOrder(int64 order_id, ItemPointer tid, OrderState to,
 	pending_reason_order = order_id;
 	PG_TRY();
 	{
-		if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+		if (!DirectUpdateApplies(relid))
 		{
 			Datum		args[3];
 
