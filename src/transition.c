@@ -814,10 +814,10 @@ OrderRules(Relation rel, int *ncheck, int *ntrig)
  * for UPDATE OF triggers.
  */
 static void
-DirectOrderUpdate(Oid relid, int64 order_id, ItemPointer tid, OrderState to,
+DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer tid, OrderState to,
 				  const char *policy)
 {
-	Relation	rel = table_open(relid, RowExclusiveLock);
+	Oid			relid = RelationGetRelid(rel);
 	TupleDesc	desc = RelationGetDescr(rel);
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 	EState	   *estate;
@@ -915,7 +915,6 @@ DirectOrderUpdate(Oid relid, int64 order_id, ItemPointer tid, OrderState to,
 	FreeExecutorState(estate);
 	PopActiveSnapshot();
 	CommandCounterIncrement();
-	table_close(rel, NoLock);
 }
 
 /*
@@ -925,23 +924,17 @@ DirectOrderUpdate(Oid relid, int64 order_id, ItemPointer tid, OrderState to,
  * transition tables for UPDATE, which only a statement fires.
  */
 static bool
-DirectUpdateApplies(Oid relid)
+DirectUpdateApplies(Relation rel)
 {
-	Relation	rel;
-	TriggerDesc *trigdesc;
-	bool		applies;
+	TriggerDesc *trigdesc = rel->trigdesc;
 
-	if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
 		return false;
-	rel = table_open(relid, RowExclusiveLock);
-	trigdesc = rel->trigdesc;
-	applies = trigdesc == NULL ||
+	return trigdesc == NULL ||
 		!(trigdesc->trig_update_before_statement ||
 		  trigdesc->trig_update_after_statement ||
 		  trigdesc->trig_update_old_table ||
 		  trigdesc->trig_update_new_table);
-	table_close(rel, NoLock);
-	return applies;
 }
 
 /*
@@ -958,13 +951,13 @@ ChangeLockedOrder(int64 order_id, ItemPointer tid, OrderState to,
 {
 	const char *outer_reason = pending_reason;
 	int64		outer_order = pending_reason_order;
-	Oid			relid = OrderflowRelid("orders", false);
+	Relation	rel = table_open(OrderflowRelid("orders", false), RowExclusiveLock);
 
 	pending_reason = reason;
 	pending_reason_order = order_id;
 	PG_TRY();
 	{
-		if (!DirectUpdateApplies(relid))
+		if (!DirectUpdateApplies(rel))
 		{
 			Datum		args[3];
 
@@ -975,7 +968,7 @@ ChangeLockedOrder(int64 order_id, ItemPointer tid, OrderState to,
 				elog(ERROR, "order update failed");
 		}
 		else
-			DirectOrderUpdate(relid, order_id, tid, to, policy);
+			DirectOrderUpdate(rel, order_id, tid, to, policy);
 	}
 	PG_FINALLY();
 	{
@@ -984,6 +977,7 @@ ChangeLockedOrder(int64 order_id, ItemPointer tid, OrderState to,
 		pending_reason_order = outer_order;
 	}
 	PG_END_TRY();
+	table_close(rel, NoLock);
 }
 
 /*
