@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(82);
+SELECT plan(83);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -162,6 +162,17 @@ SELECT is(
 SELECT lives_ok(
 	$$SELECT orderflow.transition((SELECT order_a FROM tap_ids), 'approved', 'tenant A approves', 'paid')$$,
 	'tenant A moves its own order');
+RESET ROLE;
+CREATE POLICY tap_no_hold ON orderflow.orders AS RESTRICTIVE FOR UPDATE TO tap_tenant_a
+	USING (true) WITH CHECK (state OPERATOR(orderflow.<>) 'on_hold'::orderflow.order_state);
+SET ROLE tap_tenant_a;
+SELECT throws_ok(
+	$$SELECT orderflow.transition((SELECT order_a FROM tap_ids), 'on_hold', 'tenant A holds')$$,
+	'42501', NULL,
+	'a policy on the changed row applies to a tenant''s transition()');
+RESET ROLE;
+DROP POLICY tap_no_hold ON orderflow.orders;
+SET ROLE tap_tenant_a;
 SELECT throws_ok(
 	$$SELECT orderflow.transition((SELECT order_b FROM tap_ids), 'approved', 'tenant A meddles', 'paid')$$,
 	'OF004', NULL,
