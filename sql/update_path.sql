@@ -96,19 +96,26 @@ SELECT id = :o2 AS is_o2, state FROM orders WHERE id IN (:o2, :o3) ORDER BY id;
 ALTER TABLE orders DROP CONSTRAINT partner_held;
 ALTER TABLE orders DROP COLUMN partner;
 
--- Column privileges are the statement's: a role that may lock orders
--- (UPDATE on another column) but not change their state is refused, and
--- nothing changes.
+-- Column privileges are the statement's: a role that may read an order's
+-- id and state and lock it (UPDATE on another column) but not change its
+-- state is refused, and nothing changes; with UPDATE on state it may.
 CREATE ROLE order_note_writer BYPASSRLS;
 GRANT USAGE ON SCHEMA orderflow TO order_note_writer;
-GRANT SELECT, UPDATE (seller_note) ON orders TO order_note_writer;
-GRANT EXECUTE ON FUNCTION transition(bigint, order_state, text, order_state) TO order_note_writer;
+GRANT SELECT (id, state), UPDATE (seller_note) ON orders TO order_note_writer;
+GRANT SELECT ON transitions, initial_states TO order_note_writer;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA orderflow TO order_note_writer;
 SET ROLE order_note_writer;
 SELECT transition(:o2, 'approved');
 RESET ROLE;
 SELECT state FROM orders WHERE id = :o2;
-REVOKE ALL ON orders FROM order_note_writer;
-REVOKE ALL ON FUNCTION transition(bigint, order_state, text, order_state) FROM order_note_writer;
+GRANT UPDATE (state) ON orders TO order_note_writer;
+SET ROLE order_note_writer;
+SELECT transition(:o2, 'approved');
+SELECT transition(:o2, 'on_hold');
+RESET ROLE;
+SELECT state FROM orders WHERE id = :o2;
+REVOKE ALL ON orders, transitions, initial_states FROM order_note_writer;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA orderflow FROM order_note_writer;
 REVOKE USAGE ON SCHEMA orderflow FROM order_note_writer;
 DROP ROLE order_note_writer;
 
@@ -124,6 +131,32 @@ CREATE TRIGGER log_statement AFTER UPDATE ON orders FOR EACH STATEMENT
 SELECT transition(:o2, 'approved');
 SELECT note FROM state_log WHERE note LIKE 'statement%';
 DROP TRIGGER log_statement ON orders;
+
+-- A WHEN condition on the whole row, evaluated on change after change.
+CREATE TRIGGER log_any_change AFTER UPDATE ON orders FOR EACH ROW
+	WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION public.log_state('changed');
+SELECT transition(:o2, 'on_hold');
+SELECT transition(:o2, 'approved');
+SELECT transition(:o2, 'on_hold');
+SELECT count(*) AS whole_row_changes FROM state_log WHERE note = 'changed' AND order_id = :o2;
+DROP TRIGGER log_any_change ON orders;
+
+-- Rules on UPDATE rewrite only statements: while orders has one, the
+-- change is made by an UPDATE statement, and the rule acts.
+CREATE RULE log_update AS ON UPDATE TO orders
+	DO ALSO INSERT INTO public.state_log (order_id, note) VALUES (NEW.id, 'rule');
+SELECT transition(:o2, 'approved');
+SELECT count(*) AS rule_rows FROM state_log WHERE note = 'rule' AND order_id = :o2;
+DROP RULE log_update ON orders;
+
+-- An order stored in a table that inherits from orders is found and
+-- changed as an UPDATE of orders finds and changes it.
+CREATE TABLE public.orders_archive () INHERITS (orders);
+INSERT INTO public.orders_archive (id, shop_id, order_no, state)
+VALUES (987654321, current_setting('my.shop')::bigint, 'UP-ARCH', 'paid');
+SELECT transition(987654321, 'approved');
+SELECT o.state, o.tableoid::regclass AS stored_in FROM orders o WHERE o.id = 987654321;
+DROP TABLE public.orders_archive;
 
 DROP TRIGGER stamp_note ON orders;
 DROP TRIGGER log_allocated ON orders;

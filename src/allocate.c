@@ -78,7 +78,6 @@ typedef struct AllocOrder
 	bool		consent_unset;	/* NULL: the shop's setting applies */
 	char	   *order_no;
 	int64		shop_id;
-	ItemPointerData tid;		/* the row version locked */
 	bool		has_checkout_holds;
 	int			nwarehouses;
 	char	  **warehouses;		/* active, by priority */
@@ -195,7 +194,7 @@ PreparePlans(void)
 	 * key-share locks of rows being added that refer to the order.
 	 */
 	order_plan = Prepare("SELECT o.state, o.allocation_policy, o.allow_split, o.order_no,"
-						 "       o.shop_id, o.ctid"
+						 "       o.shop_id"
 						 "  FROM orderflow.orders o"
 						 " WHERE o.id OPERATOR(pg_catalog.=) $1"
 						 "   FOR NO KEY UPDATE",
@@ -310,7 +309,6 @@ LockOrder(int64 order_id, AllocOrder *o)
 	o->consent = !o->consent_unset && DatumGetBool(d);
 	o->order_no = TextColumn(tup, desc, 4);
 	o->shop_id = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 6, &isnull)), &o->tid);
 	ReadWarehouses(o);
 }
 
@@ -696,8 +694,7 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 	 */
 	if (to_set || o.stored_policy == NULL ||
 		strcmp(o.stored_policy, policy_names[policy]) != 0)
-		ChangeLockedOrder(o.id, &o.tid, to_set ? to : o.state,
-						  policy_names[policy], reason);
+		ChangeLockedOrder(o.id, to_set ? to : o.state, policy_names[policy], reason);
 
 	/*
 	 * The lines live in SPI's memory, which SPI_finish frees; the tuplestore

@@ -92,8 +92,8 @@ extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
 extern void OrderflowWatchRelation(Oid relid);
 extern Oid	OrderStateTypeOid(void);
-extern void ChangeLockedOrder(int64 order_id, ItemPointer tid, OrderState to,
-							  const char *policy, const char *reason);
+extern void ChangeLockedOrder(int64 order_id, OrderState to, const char *policy,
+							  const char *reason);
 
 /* orderflow.c */
 struct Tuplestorestate;

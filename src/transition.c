@@ -33,11 +33,13 @@
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
+#include "rewrite/prs2lock.h"
 #include "rewrite/rewriteManip.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -702,22 +704,27 @@ static SPIPlanPtr
 OrderUpdatePlan(bool with_policy)
 {
 	static SPIPlanPtr plans[2] = {NULL, NULL};
-	static uint64 generation = 0;
+	static Oid	plan_type = InvalidOid;
 	Oid			argtypes[3] = {INT8OID, InvalidOid, TEXTOID};
 
-	if (generation != OrderflowCacheGeneration())
+	/*
+	 * The saved plans follow changes to the table by themselves; they are
+	 * prepared again only for a new order_state type (the extension created
+	 * again), never while one of them may be running.
+	 */
+	argtypes[1] = OrderStateTypeOid();
+	if (argtypes[1] != plan_type)
 	{
 		for (int i = 0; i < 2; i++)
 			if (plans[i] != NULL)
 				SPI_freeplan(plans[i]);
 		plans[0] = plans[1] = NULL;
-		generation = OrderflowCacheGeneration();
+		plan_type = argtypes[1];
 	}
 	if (plans[with_policy] == NULL)
 	{
 		SPIPlanPtr	plan;
 
-		argtypes[1] = OrderStateTypeOid();
 		plan = SPI_prepare(with_policy ?
 						   "UPDATE orderflow.orders SET state = $2, allocation_policy = $3"
 						   " WHERE id OPERATOR(pg_catalog.=) $1" :
@@ -732,39 +739,45 @@ OrderUpdatePlan(bool with_policy)
 }
 
 /*
- * The CHECK constraints and trigger WHEN conditions of orders, compiled once
- * per backend for the fast path of ChangeLockedOrder (an UPDATE statement
- * compiles them again for every statement).  Rebuilt after any change to
- * the table or to a function (the cache generation moves).  The executor
- * reads them in place of compiling its own: CHECK expressions in table
- * order, WHEN conditions by trigger position, as in the relation's cache
- * entry.
+ * The CHECK constraints and trigger WHEN conditions of orders, read from
+ * the catalogs and planned once per backend for the fast path of
+ * ChangeLockedOrder (an UPDATE statement parses and plans them again for
+ * every statement).  Rebuilt after any change to the table or to a function
+ * (the cache generation moves).  Each update compiles its own executable
+ * form from copies of them, in its executor state, as the executor would.
  */
 typedef struct OrderRuleCache
 {
 	uint64		generation;		/* 0: not built */
 	MemoryContext cxt;
 	int			ncheck;
-	ExprState **checks;
+	Expr	  **checks;			/* in table order */
 	int			ntrig;
-	ExprState **whens;			/* NULL for a trigger without WHEN */
-	bool		in_use;			/* an update using them is under way */
+	List	  **whens;			/* by trigger position; NIL: no WHEN */
 } OrderRuleCache;
 
 static OrderRuleCache order_rules;
 
-static ExprState **
-OrderRules(Relation rel, int *ncheck, int *ntrig)
+/*
+ * Give rri the compiled CHECK expressions and trigger WHEN conditions of
+ * its table, in the places where the executor would compile its own.
+ */
+static void
+SetOrderRules(ResultRelInfo *rri, EState *estate)
 {
+	Relation	rel = rri->ri_RelationDesc;
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
 	TriggerDesc *trigdesc = rel->trigdesc;
+	int			ncheck = constr != NULL ? constr->num_check : 0;
+	int			ntrig = trigdesc != NULL ? trigdesc->numtriggers : 0;
 	MemoryContext old;
 
-	/* Not while a constraint or condition calls back into this path. */
-	if (order_rules.in_use)
-		return NULL;
-	if (order_rules.generation != OrderflowCacheGeneration())
+	if (order_rules.generation != OrderflowCacheGeneration() ||
+		order_rules.ncheck != ncheck || order_rules.ntrig != ntrig)
 	{
+		/* Invalidations that arrive while building make it stale again. */
+		uint64		generation = OrderflowCacheGeneration();
+
 		if (order_rules.cxt == NULL)
 			order_rules.cxt = AllocSetContextCreate(CacheMemoryContext,
 													"orderflow order rules",
@@ -773,14 +786,11 @@ OrderRules(Relation rel, int *ncheck, int *ntrig)
 			MemoryContextReset(order_rules.cxt);
 		order_rules.generation = 0;
 		old = MemoryContextSwitchTo(order_rules.cxt);
-		order_rules.ncheck = constr != NULL ? constr->num_check : 0;
-		order_rules.checks = palloc0(sizeof(ExprState *) * Max(order_rules.ncheck, 1));
-		for (int i = 0; i < order_rules.ncheck; i++)
-			order_rules.checks[i] =
-				ExecInitExpr(expression_planner(stringToNode(constr->check[i].ccbin)), NULL);
-		order_rules.ntrig = trigdesc != NULL ? trigdesc->numtriggers : 0;
-		order_rules.whens = palloc0(sizeof(ExprState *) * Max(order_rules.ntrig, 1));
-		for (int i = 0; i < order_rules.ntrig; i++)
+		order_rules.checks = palloc0(sizeof(Expr *) * Max(ncheck, 1));
+		for (int i = 0; i < ncheck; i++)
+			order_rules.checks[i] = expression_planner(stringToNode(constr->check[i].ccbin));
+		order_rules.whens = palloc0(sizeof(List *) * Max(ntrig, 1));
+		for (int i = 0; i < ntrig; i++)
 		{
 			Node	   *qual;
 
@@ -790,18 +800,33 @@ OrderRules(Relation rel, int *ncheck, int *ntrig)
 			qual = stringToNode(trigdesc->triggers[i].tgqual);
 			ChangeVarNodes(qual, PRS2_OLD_VARNO, INNER_VAR, 0);
 			ChangeVarNodes(qual, PRS2_NEW_VARNO, OUTER_VAR, 0);
-			qual = (Node *) make_ands_implicit(expression_planner((Expr *) qual));
-			order_rules.whens[i] = ExecInitQual((List *) qual, NULL);
+			order_rules.whens[i] = make_ands_implicit(expression_planner((Expr *) qual));
 		}
 		MemoryContextSwitchTo(old);
-		order_rules.generation = OrderflowCacheGeneration();
+		order_rules.ncheck = ncheck;
+		order_rules.ntrig = ntrig;
+		order_rules.generation = generation;
 	}
-	*ncheck = order_rules.ncheck;
-	*ntrig = order_rules.ntrig;
-	if (order_rules.ncheck != (constr != NULL ? constr->num_check : 0) ||
-		order_rules.ntrig != (trigdesc != NULL ? trigdesc->numtriggers : 0))
-		return NULL;
-	return order_rules.whens;
+
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	if (ncheck > 0)
+	{
+		rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * ncheck);
+		for (int i = 0; i < ncheck; i++)
+			rri->ri_ConstraintExprs[i] = ExecInitExpr(copyObject(order_rules.checks[i]), NULL);
+	}
+	for (int i = 0; i < ntrig; i++)
+		if (order_rules.whens[i] != NIL)
+			rri->ri_TrigWhenExprs[i] = ExecInitQual(copyObject(order_rules.whens[i]), NULL);
+	MemoryContextSwitchTo(old);
+}
+
+/* Keep the first row an index scan finds. */
+static bool
+KeepRow(TupleTableSlot *slot, void *arg)
+{
+	ExecCopySlot((TupleTableSlot *) arg, slot);
+	return false;
 }
 
 /*
@@ -814,7 +839,7 @@ OrderRules(Relation rel, int *ncheck, int *ntrig)
  * for UPDATE OF triggers.
  */
 static void
-DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer tid, OrderState to,
+DirectOrderUpdate(Relation rel, int64 order_id, OrderState to,
 				  const char *policy)
 {
 	Oid			relid = RelationGetRelid(rel);
@@ -825,11 +850,6 @@ DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer tid, OrderState to,
 	EPQState	epqstate;
 	TupleTableSlot *oldslot;
 	TupleTableSlot *newslot;
-	TableScanDesc scan;
-	ItemPointerData latest = *tid;
-	ExprState **whens;
-	int			ncheck;
-	int			ntrig;
 	AttrNumber	policy_col = InvalidAttrNumber;
 
 	EnsureColumns(rel);
@@ -858,30 +878,22 @@ DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer tid, OrderState to,
 	estate->es_snapshot = GetActiveSnapshot();
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	whens = OrderRules(rel, &ncheck, &ntrig);
-	if (whens != NULL)
-	{
-		order_rules.in_use = true;
-		if (ncheck > 0)
-			rri->ri_ConstraintExprs = order_rules.checks;
-		for (int i = 0; i < ntrig; i++)
-			rri->ri_TrigWhenExprs[i] = whens[i];
-	}
+	SetOrderRules(rri, estate);
 	ExecOpenIndices(rri, false);
 	/* The AFTER triggers find it there rather than opening their own. */
 	estate->es_opened_result_relations = list_make1(rri);
 	EvalPlanQualInit(&epqstate, estate, NULL, NIL, -1);
 
 	/*
-	 * The row as this transaction sees it now: the version it locked, or a
-	 * later one it made itself (a line cancelled on the way, say).
+	 * The row as this transaction sees it now, found as the statement would
+	 * find it: the version it locked, or a later one it made itself (a line
+	 * cancelled on the way, say).
 	 */
 	oldslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 	newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-	scan = table_beginscan_tid(rel, estate->es_snapshot);
-	table_tuple_get_latest_tid(scan, &latest);
-	table_endscan(scan);
-	if (!table_tuple_fetch_row_version(rel, &latest, estate->es_snapshot, oldslot))
+	IndexScanEqual(relid, OrderflowRelid("orders_pkey", false), F_INT8EQ,
+				   Int64GetDatum(order_id), estate->es_snapshot, KeepRow, oldslot);
+	if (TupIsNull(oldslot))
 		elog(ERROR, "could not find the locked row of order %lld", (long long) order_id);
 	slot_getallattrs(oldslot);
 	ExecClearTuple(newslot);
@@ -897,16 +909,7 @@ DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer tid, OrderState to,
 	ExecStoreVirtualTuple(newslot);
 
 	AfterTriggerBeginQuery();
-	PG_TRY();
-	{
-		ExecSimpleRelationUpdate(rri, estate, &epqstate, oldslot, newslot);
-	}
-	PG_FINALLY();
-	{
-		if (whens != NULL)
-			order_rules.in_use = false;
-	}
-	PG_END_TRY();
+	ExecSimpleRelationUpdate(rri, estate, &epqstate, oldslot, newslot);
 	AfterTriggerEndQuery(estate);
 
 	EvalPlanQualEnd(&epqstate);
@@ -920,8 +923,10 @@ DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer tid, OrderState to,
 /*
  * Whether ChangeLockedOrder may update the row directly: not when
  * row-level security applies to the caller (its policies are applied by
- * the UPDATE statement) nor when the table has statement triggers or
- * transition tables for UPDATE, which only a statement fires.
+ * the UPDATE statement), nor when the table has statement triggers or
+ * transition tables for UPDATE (only a statement fires them), rules on
+ * UPDATE (only a statement is rewritten) or tables inheriting from it (a
+ * statement also finds orders stored in them).
  */
 static bool
 DirectUpdateApplies(Relation rel)
@@ -930,6 +935,12 @@ DirectUpdateApplies(Relation rel)
 
 	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
 		return false;
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhassubclass)
+		return false;
+	if (rel->rd_rules != NULL)
+		for (int i = 0; i < rel->rd_rules->numLocks; i++)
+			if (rel->rd_rules->rules[i]->event == CMD_UPDATE)
+				return false;
 	return trigdesc == NULL ||
 		!(trigdesc->trig_update_before_statement ||
 		  trigdesc->trig_update_after_statement ||
@@ -938,16 +949,15 @@ DirectUpdateApplies(Relation rel)
 }
 
 /*
- * Move an order this transaction has locked (tid: the row version it
- * locked) to the state to, and set its allocation policy when one is
- * given.  The change is recorded with the given reason, or with the
+ * Move an order this transaction has locked to the state to, and set its
+ * allocation policy when one is given.  The change is recorded with the given reason, or with the
  * session's orderflow.reason when that is NULL.  The row is updated
  * directly, or by an UPDATE statement in the caller's SPI session when
  * only a statement applies everything (see DirectUpdateApplies).
  */
 void
-ChangeLockedOrder(int64 order_id, ItemPointer tid, OrderState to,
-				  const char *policy, const char *reason)
+ChangeLockedOrder(int64 order_id, OrderState to, const char *policy,
+				  const char *reason)
 {
 	const char *outer_reason = pending_reason;
 	int64		outer_order = pending_reason_order;
@@ -968,7 +978,7 @@ ChangeLockedOrder(int64 order_id, ItemPointer tid, OrderState to,
 				elog(ERROR, "order update failed");
 		}
 		else
-			DirectOrderUpdate(rel, order_id, tid, to, policy);
+			DirectOrderUpdate(rel, order_id, to, policy);
 	}
 	PG_FINALLY();
 	{
@@ -998,7 +1008,6 @@ order_transition(PG_FUNCTION_ARGS)
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
 	bool		isnull;
-	ItemPointerData tid;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -1014,7 +1023,7 @@ order_transition(PG_FUNCTION_ARGS)
 	{
 		if (lock_plan)
 			SPI_freeplan(lock_plan);
-		lock_plan = SPI_prepare("SELECT state, ctid FROM orderflow.orders"
+		lock_plan = SPI_prepare("SELECT state FROM orderflow.orders"
 								" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 								1, argtypes);
 		if (lock_plan == NULL || SPI_keepplan(lock_plan) != 0)
@@ -1031,9 +1040,6 @@ order_transition(PG_FUNCTION_ARGS)
 				 errmsg("order %lld does not exist", (long long) order_id)));
 	current = DatumGetOrderState(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
-	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
-																SPI_tuptable->tupdesc, 2, &isnull)),
-					&tid);
 
 	if (!PG_ARGISNULL(3) && PG_GETARG_ORDER_STATE(3) != current)
 		ereport(ERROR,
@@ -1044,7 +1050,7 @@ order_transition(PG_FUNCTION_ARGS)
 				 errdetail("Another transaction may have moved the order first.")));
 
 	if (current != to)
-		ChangeLockedOrder(order_id, &tid, to, NULL,
+		ChangeLockedOrder(order_id, to, NULL,
 						  PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
 
 	SPI_finish();
