@@ -170,23 +170,33 @@ Prepare(const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
+static void PrepareQueries(void);
+static void LookUpTables(void);
+
 static void
 PreparePlans(void)
 {
-	Oid			int8arg[1] = {INT8OID};
-	Oid			cancelargs[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
-	Relation	rel;
-
 	if (plan_generation == OrderflowCacheGeneration() && order_plan != NULL)
 		return;
-	if (order_plan)
-	{
-		SPI_freeplan(order_plan);
-		SPI_freeplan(consent_plan);
-		SPI_freeplan(warehouses_plan);
-		SPI_freeplan(cancel_plan);
-		order_plan = consent_plan = warehouses_plan = cancel_plan = NULL;
-	}
+
+	/*
+	 * The saved plans follow changes to the objects they name by themselves
+	 * (the plan cache analyzes their text again), so they are prepared once
+	 * and never freed, not even while a nested call might run one.  What is
+	 * read here besides them follows the cache generation.
+	 */
+	if (order_plan == NULL)
+		PrepareQueries();
+	LookUpTables();
+	plan_generation = OrderflowCacheGeneration();
+}
+
+/* The statements allocation runs through SPI. */
+static void
+PrepareQueries(void)
+{
+	Oid			int8arg[1] = {INT8OID};
+	Oid			cancelargs[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
 
 	/*
 	 * The order, locked.  Run as the caller: row-level security decides which
@@ -208,6 +218,13 @@ PreparePlans(void)
 							  0, NULL);
 	cancel_plan = Prepare("SELECT orderflow.cancel_units($1, $2, $3, $4)",
 						  4, cancelargs);
+}
+
+/* The tables and columns allocation reads straight from their indexes. */
+static void
+LookUpTables(void)
+{
+	Relation	rel;
 
 	OrderflowWatchRelation(OrderflowRelid("warehouses", false));
 	rels.lines = OrderflowRelid("order_lines", false);
@@ -228,7 +245,6 @@ PreparePlans(void)
 	rels.hold_line = RequiredColumn(rel, "line_no", NULL);
 	rels.hold_shop = RequiredColumn(rel, "shop_id", NULL);
 	table_close(rel, AccessShareLock);
-	plan_generation = OrderflowCacheGeneration();
 }
 
 /*
