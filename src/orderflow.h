@@ -91,7 +91,6 @@ extern Oid	HistoryOwner(void);
 extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
 extern void OrderflowWatchRelation(Oid relid);
-extern Oid	OrderStateTypeOid(void);
 extern void ChangeLockedOrder(int64 order_id, OrderState to, const char *policy,
 							  const char *reason);
 

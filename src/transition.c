@@ -687,48 +687,28 @@ order_state_graph(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 
-/* The type orderflow.order_state. */
-Oid
-OrderStateTypeOid(void)
-{
-	return GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-						   CStringGetDatum("order_state"),
-						   ObjectIdGetDatum(get_namespace_oid("orderflow", false)));
-}
-
 /*
  * The statements of the general path of ChangeLockedOrder, in a connected
- * SPI session: state only, or state and allocation policy.
+ * SPI session: state only, or state and allocation policy.  Like every
+ * saved plan of orderflow they are prepared once and kept: the plan cache
+ * follows the objects they name (the state travels as text, so no type OID
+ * is fixed in them), and no plan is freed while a nested call may run it.
  */
 static SPIPlanPtr
 OrderUpdatePlan(bool with_policy)
 {
 	static SPIPlanPtr plans[2] = {NULL, NULL};
-	static Oid	plan_type = InvalidOid;
-	Oid			argtypes[3] = {INT8OID, InvalidOid, TEXTOID};
+	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
 
-	/*
-	 * The saved plans follow changes to the table by themselves; they are
-	 * prepared again only for a new order_state type (the extension created
-	 * again), never while one of them may be running.
-	 */
-	argtypes[1] = OrderStateTypeOid();
-	if (argtypes[1] != plan_type)
-	{
-		for (int i = 0; i < 2; i++)
-			if (plans[i] != NULL)
-				SPI_freeplan(plans[i]);
-		plans[0] = plans[1] = NULL;
-		plan_type = argtypes[1];
-	}
 	if (plans[with_policy] == NULL)
 	{
 		SPIPlanPtr	plan;
 
 		plan = SPI_prepare(with_policy ?
-						   "UPDATE orderflow.orders SET state = $2, allocation_policy = $3"
+						   "UPDATE orderflow.orders"
+						   "   SET state = $2::orderflow.order_state, allocation_policy = $3"
 						   " WHERE id OPERATOR(pg_catalog.=) $1" :
-						   "UPDATE orderflow.orders SET state = $2"
+						   "UPDATE orderflow.orders SET state = $2::orderflow.order_state"
 						   " WHERE id OPERATOR(pg_catalog.=) $1",
 						   with_policy ? 3 : 2, argtypes);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
@@ -891,7 +871,7 @@ DirectOrderUpdate(Relation rel, int64 order_id, OrderState to,
 	 */
 	oldslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 	newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-	IndexScanEqual(relid, OrderflowRelid("orders_pkey", false), F_INT8EQ,
+	IndexScanEqual(relid, RelationGetPrimaryKeyIndex(rel), F_INT8EQ,
 				   Int64GetDatum(order_id), estate->es_snapshot, KeepRow, oldslot);
 	if (TupIsNull(oldslot))
 		elog(ERROR, "could not find the locked row of order %lld", (long long) order_id);
@@ -972,7 +952,7 @@ ChangeLockedOrder(int64 order_id, OrderState to, const char *policy,
 			Datum		args[3];
 
 			args[0] = Int64GetDatum(order_id);
-			args[1] = OrderStateGetDatum(to);
+			args[1] = CStringGetTextDatum(OrderStateName(to));
 			args[2] = policy != NULL ? CStringGetTextDatum(policy) : (Datum) 0;
 			if (SPI_execute_plan(OrderUpdatePlan(policy != NULL), args, NULL, false, 0) != SPI_OK_UPDATE)
 				elog(ERROR, "order update failed");
@@ -1001,7 +981,6 @@ Datum
 order_transition(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr lock_plan = NULL;
-	static uint64 plan_generation = 0;
 	int64		order_id;
 	OrderState	to;
 	OrderState	current;
@@ -1019,16 +998,13 @@ order_transition(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	if (plan_generation != OrderflowCacheGeneration())
+	if (lock_plan == NULL)
 	{
-		if (lock_plan)
-			SPI_freeplan(lock_plan);
 		lock_plan = SPI_prepare("SELECT state FROM orderflow.orders"
 								" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 								1, argtypes);
 		if (lock_plan == NULL || SPI_keepplan(lock_plan) != 0)
 			elog(ERROR, "could not prepare order lock query");
-		plan_generation = OrderflowCacheGeneration();
 	}
 
 	args[0] = Int64GetDatum(order_id);
