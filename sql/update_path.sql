@@ -96,6 +96,35 @@ SELECT id = :o2 AS is_o2, state FROM orders WHERE id IN (:o2, :o3) ORDER BY id;
 ALTER TABLE orders DROP CONSTRAINT partner_held;
 ALTER TABLE orders DROP COLUMN partner;
 
+-- Locking the order needs what SELECT ... FOR UPDATE needs: a role that
+-- may read an order's id and state but update none of its columns may not
+-- lock it, and allocate also needs SELECT on the columns it reads.
+CREATE ROLE order_reader BYPASSRLS;
+GRANT USAGE ON SCHEMA orderflow TO order_reader;
+GRANT SELECT (id, state) ON orders TO order_reader;
+GRANT SELECT ON transitions, initial_states TO order_reader;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA orderflow TO order_reader;
+SET ROLE order_reader;
+SELECT transition(:o2, 'approved');
+SELECT * FROM allocate(:o2);
+RESET ROLE;
+GRANT UPDATE (seller_note) ON orders TO order_reader;
+SET ROLE order_reader;
+SELECT * FROM allocate(:o2);
+RESET ROLE;
+GRANT SELECT (allocation_policy, allow_split, order_no, shop_id) ON orders TO order_reader;
+SET ROLE order_reader;
+-- Now it gets as far as the order's state (not allocatable: OF022).
+\set VERBOSITY sqlstate
+SELECT * FROM allocate(:o2);
+\set VERBOSITY terse
+RESET ROLE;
+SELECT state, allocation_policy FROM orders WHERE id = :o2;
+REVOKE ALL ON orders, transitions, initial_states FROM order_reader;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA orderflow FROM order_reader;
+REVOKE USAGE ON SCHEMA orderflow FROM order_reader;
+DROP ROLE order_reader;
+
 -- Column privileges are the statement's: a role that may read an order's
 -- id and state and lock it (UPDATE on another column) but not change its
 -- state is refused, and nothing changes; with UPDATE on state it may.

@@ -17,8 +17,9 @@
  *					consent, else as wait);
  *	 cancel_missing cancel the missing units and refund them.
  *
- * The planned holds are written with one INSERT and the order moves with
- * one UPDATE, validated and audited by the state trigger.
+ * The planned holds are written straight into reservations, and the
+ * order's row changes once (ChangeLockedOrder): state and policy,
+ * validated and audited by the state trigger.
  *
  *-------------------------------------------------------------------------
  */
@@ -78,6 +79,8 @@ typedef struct AllocOrder
 	char	   *order_no;
 	int64		shop_id;
 	bool		has_checkout_holds;
+	bool		locked_directly;	/* tid is the locked version */
+	ItemPointerData tid;
 	int			nwarehouses;
 	char	  **warehouses;		/* active, by priority */
 } AllocOrder;
@@ -88,15 +91,23 @@ static SPIPlanPtr warehouses_plan = NULL;
 static SPIPlanPtr cancel_plan = NULL;
 static uint64 plan_generation = 0;
 
+/* The columns of the order allocation reads, as order_plan selects them. */
+static const char *const order_cols[] = {
+	"state", "allocation_policy", "allow_split", "order_no", "shop_id"
+};
+
 /*
- * What allocation reads of an order besides the order row, read straight
- * from the tables' indexes: its lines (primary key of order_lines), the
+ * What allocation reads straight from the tables and their indexes: the
+ * order row (LockOrderRow), its lines (primary key of order_lines), the
  * holds of its lines (reservations_order_idx) and the holds placed at
  * checkout under its number (reservations_ref_idx).  Relation OIDs and
  * column numbers are looked up once per cache generation.
  */
+
 static struct
 {
+	Oid			orders;
+	AttrNumber	order_cols[lengthof(order_cols)];	/* as order_plan's */
 	Oid			lines;
 	Oid			lines_pkey;
 	AttrNumber	line_no;
@@ -226,6 +237,11 @@ LookUpTables(void)
 	Relation	rel;
 
 	OrderflowWatchRelation(OrderflowRelid("warehouses", false));
+	rels.orders = OrderflowRelid("orders", false);
+	rel = table_open(rels.orders, AccessShareLock);
+	for (int i = 0; i < (int) lengthof(order_cols); i++)
+		rels.order_cols[i] = RequiredColumn(rel, order_cols[i], NULL);
+	table_close(rel, AccessShareLock);
 	rels.lines = OrderflowRelid("order_lines", false);
 	rels.lines_pkey = OrderflowRelid("order_lines_pkey", false);
 	rels.holds = OrderflowRelid("reservations", false);
@@ -249,6 +265,8 @@ LookUpTables(void)
 /*
  * The active warehouses by priority.  Read again after any change to the
  * warehouses table (its statement trigger invalidates it in every backend).
+ * Read as the extension, like the stock they hold: what a caller may
+ * allocate does not depend on whether its backend read them before.
  */
 static void
 ReadWarehouses(AllocOrder *o)
@@ -256,6 +274,9 @@ ReadWarehouses(AllocOrder *o)
 	if (warehouse_codes == NULL || warehouses_generation != OrderflowCacheGeneration())
 	{
 		MemoryContext old;
+		Oid			save_userid;
+		int			save_sec_context;
+		int			ret;
 
 		if (warehouses_cxt == NULL)
 			warehouses_cxt = AllocSetContextCreate(TopMemoryContext,
@@ -263,7 +284,12 @@ ReadWarehouses(AllocOrder *o)
 												   ALLOCSET_SMALL_SIZES);
 		MemoryContextReset(warehouses_cxt);
 		warehouse_codes = NULL;
-		if (SPI_execute_plan(warehouses_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
+							   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+		ret = SPI_execute_plan(warehouses_plan, NULL, NULL, true, 0);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "warehouse query failed");
 		old = MemoryContextSwitchTo(warehouses_cxt);
 		nwarehouse_codes = (int) SPI_processed;
@@ -290,40 +316,43 @@ ParsePolicy(const char *name)
 	pg_unreachable();
 }
 
-static char *
-TextColumn(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-/* Lock the order and read what allocation needs of it. */
+/*
+ * Lock the order and read what allocation needs of it: directly, or by
+ * order_plan when only the statement applies (see LockOrderRow).
+ */
 static void
 LockOrder(int64 order_id, AllocOrder *o)
 {
-	Datum		args[1] = {Int64GetDatum(order_id)};
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	Datum		d;
+	Datum		values[5];
+	bool		nulls[5];
+	Relation	rel = table_open(rels.orders, RowShareLock);
 
-	if (SPI_execute_plan(order_plan, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "order lock query failed");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
-				 errmsg("order %lld does not exist", (long long) order_id)));
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
+	o->locked_directly = LockOrderRow(rel, order_id, LockTupleNoKeyExclusive,
+									  lengthof(values), rels.order_cols, values, nulls,
+									  &o->tid);
+	table_close(rel, NoLock);
+	if (!o->locked_directly)
+	{
+		Datum		args[1] = {Int64GetDatum(order_id)};
+		HeapTuple	tup;
+
+		if (SPI_execute_plan(order_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "order lock query failed");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
+					 errmsg("order %lld does not exist", (long long) order_id)));
+		tup = SPI_tuptable->vals[0];
+		for (int i = 0; i < (int) lengthof(values); i++)
+			values[i] = SPI_getbinval(tup, SPI_tuptable->tupdesc, i + 1, &nulls[i]);
+	}
 	o->id = order_id;
-	o->state = DatumGetOrderState(SPI_getbinval(tup, desc, 1, &isnull));
-	o->stored_policy = TextColumn(tup, desc, 2);
-	d = SPI_getbinval(tup, desc, 3, &o->consent_unset);
-	o->consent = !o->consent_unset && DatumGetBool(d);
-	o->order_no = TextColumn(tup, desc, 4);
-	o->shop_id = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	o->state = DatumGetOrderState(values[0]);
+	o->stored_policy = nulls[1] ? NULL : TextDatumGetCString(values[1]);
+	o->consent_unset = nulls[2];
+	o->consent = !nulls[2] && DatumGetBool(values[2]);
+	o->order_no = TextDatumGetCString(values[3]);
+	o->shop_id = DatumGetInt64(values[4]);
 	ReadWarehouses(o);
 }
 
@@ -709,7 +738,8 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 	 */
 	if (to_set || o.stored_policy == NULL ||
 		strcmp(o.stored_policy, policy_names[policy]) != 0)
-		ChangeLockedOrder(o.id, to_set ? to : o.state, policy_names[policy], reason);
+		ChangeLockedOrder(o.id, o.locked_directly ? &o.tid : NULL,
+						  to_set ? to : o.state, policy_names[policy], reason);
 
 	/*
 	 * The lines live in SPI's memory, which SPI_finish frees; the tuplestore

@@ -13,6 +13,7 @@
 #include "fmgr.h"
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "nodes/lockoptions.h"
 #include "utils/relcache.h"
 #include "datatype/timestamp.h"
 
@@ -91,8 +92,11 @@ extern Oid	HistoryOwner(void);
 extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
 extern void OrderflowWatchRelation(Oid relid);
-extern void ChangeLockedOrder(int64 order_id, OrderState to, const char *policy,
-							  const char *reason);
+extern bool LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
+						 const AttrNumber *cols, Datum *values, bool *isnull,
+						 ItemPointer tid);
+extern void ChangeLockedOrder(int64 order_id, ItemPointer locked, OrderState to,
+							  const char *policy, const char *reason);
 
 /* orderflow.c */
 struct Tuplestorestate;

@@ -809,6 +809,14 @@ KeepRow(TupleTableSlot *slot, void *arg)
 	return false;
 }
 
+/* Keep the TID of the first row an index scan finds. */
+static bool
+KeepTid(TupleTableSlot *slot, void *arg)
+{
+	*(ItemPointer) arg = slot->tts_tid;
+	return false;
+}
+
 /*
  * The fast path of ChangeLockedOrder: the row update an UPDATE statement
  * would make, without planning or starting an executor for one row.  The
@@ -819,8 +827,8 @@ KeepRow(TupleTableSlot *slot, void *arg)
  * for UPDATE OF triggers.
  */
 static void
-DirectOrderUpdate(Relation rel, int64 order_id, OrderState to,
-				  const char *policy)
+DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer locked,
+				  OrderState to, const char *policy)
 {
 	Oid			relid = RelationGetRelid(rel);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -871,8 +879,23 @@ DirectOrderUpdate(Relation rel, int64 order_id, OrderState to,
 	 */
 	oldslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 	newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-	IndexScanEqual(relid, RelationGetPrimaryKeyIndex(rel), F_INT8EQ,
-				   Int64GetDatum(order_id), estate->es_snapshot, KeepRow, oldslot);
+	if (locked != NULL)
+	{
+		/*
+		 * From the version the caller locked along the chain of later
+		 * versions, which only this transaction can have made.
+		 */
+		ItemPointerData tid = *locked;
+		TableScanDesc scan = table_beginscan_tid(rel, estate->es_snapshot);
+
+		table_tuple_get_latest_tid(scan, &tid);
+		table_endscan(scan);
+		if (!table_tuple_fetch_row_version(rel, &tid, estate->es_snapshot, oldslot))
+			ExecClearTuple(oldslot);
+	}
+	else
+		IndexScanEqual(relid, RelationGetPrimaryKeyIndex(rel), F_INT8EQ,
+					   Int64GetDatum(order_id), estate->es_snapshot, KeepRow, oldslot);
 	if (TupIsNull(oldslot))
 		elog(ERROR, "could not find the locked row of order %lld", (long long) order_id);
 	slot_getallattrs(oldslot);
@@ -901,21 +924,32 @@ DirectOrderUpdate(Relation rel, int64 order_id, OrderState to,
 }
 
 /*
- * Whether ChangeLockedOrder may update the row directly: not when
- * row-level security applies to the caller (its policies are applied by
- * the UPDATE statement), nor when the table has statement triggers or
- * transition tables for UPDATE (only a statement fires them), rules on
- * UPDATE (only a statement is rewritten) or tables inheriting from it (a
- * statement also finds orders stored in them).
+ * Whether an order's row may be read and locked directly, as a statement
+ * run by the caller would: not when row-level security applies to the
+ * caller (the statement applies its policies), nor when orders is not a
+ * plain table or other tables inherit from it (a statement also finds
+ * orders stored in them).
+ */
+static bool
+DirectRowApplies(Relation rel)
+{
+	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
+		return false;
+	return rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass;
+}
+
+/*
+ * Whether ChangeLockedOrder may update the row directly: when it may be
+ * read directly (DirectRowApplies), and the table has no statement
+ * triggers or transition tables for UPDATE (only a statement fires them)
+ * and no rules on UPDATE (only a statement is rewritten).
  */
 static bool
 DirectUpdateApplies(Relation rel)
 {
 	TriggerDesc *trigdesc = rel->trigdesc;
 
-	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
-		return false;
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhassubclass)
+	if (!DirectRowApplies(rel))
 		return false;
 	if (rel->rd_rules != NULL)
 		for (int i = 0; i < rel->rd_rules->numLocks; i++)
@@ -929,15 +963,122 @@ DirectUpdateApplies(Relation rel)
 }
 
 /*
+ * Lock the row of order order_id as SELECT ... FOR UPDATE (mode
+ * LockTupleExclusive) or FOR NO KEY UPDATE (LockTupleNoKeyExclusive) run
+ * now by the caller would: with the caller's privileges (SELECT on id and
+ * cols, UPDATE on some column), a new snapshot, waiting for a transaction
+ * that holds a conflicting lock, then, in READ COMMITTED, locking the
+ * version it left, and in REPEATABLE READ or SERIALIZABLE failing with a
+ * serialization error if it changed the row.  rel is orders, opened with
+ * RowShareLock.  The values of cols are returned, copied, in values and
+ * isnull, and the locked version's TID in tid.  Returns false, locking
+ * nothing, when only the statement applies everything (DirectRowApplies);
+ * the caller then runs it.
+ */
+bool
+LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
+			 const AttrNumber *cols, Datum *values, bool *isnull, ItemPointer tid)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	RangeTblEntry *rte;
+	ItemPointerData found;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	bool		locked = false;
+
+	if (!DirectRowApplies(rel))
+		return false;
+	EnsureColumns(rel);
+
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowShareLock;
+	rte->requiredPerms = ACL_SELECT | ACL_SELECT_FOR_UPDATE;
+	rte->selectedCols = bms_make_singleton(order_columns.id - FirstLowInvalidHeapAttributeNumber);
+	for (int i = 0; i < ncols; i++)
+		rte->selectedCols = bms_add_member(rte->selectedCols,
+										   cols[i] - FirstLowInvalidHeapAttributeNumber);
+	ExecCheckRTPerms(list_make1(rte), true);
+
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	ItemPointerSetInvalid(&found);
+	IndexScanEqual(RelationGetRelid(rel), RelationGetPrimaryKeyIndex(rel), F_INT8EQ,
+				   Int64GetDatum(order_id), snapshot, KeepTid, &found);
+	slot = table_slot_create(rel, NULL);
+	if (ItemPointerIsValid(&found))
+	{
+		TM_FailureData tmfd;
+		TM_Result	result;
+
+		result = table_tuple_lock(rel, &found, snapshot, slot, GetCurrentCommandId(true),
+								  mode, LockWaitBlock,
+								  IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+								  &tmfd);
+		switch (result)
+		{
+			case TM_Ok:
+				/* A later version is the order's while its id is. */
+				locked = true;
+				if (tmfd.traversed)
+				{
+					bool		null;
+					Datum		id = slot_getattr(slot, order_columns.id, &null);
+
+					locked = !null && DatumGetInt64(id) == order_id;
+				}
+				break;
+			case TM_SelfModified:
+				/* Changed by a later command of this transaction: skipped. */
+				break;
+			case TM_Updated:
+			case TM_Deleted:
+				if (IsolationUsesXactSnapshot())
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent update")));
+				if (result == TM_Updated)
+					elog(ERROR, "unexpected result of locking order %lld", (long long) order_id);
+				/* Deleted meanwhile: not there. */
+				break;
+			default:
+				elog(ERROR, "unexpected result %d of locking order %lld",
+					 (int) result, (long long) order_id);
+		}
+	}
+	if (!locked)
+		ereport(ERROR,
+				(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
+				 errmsg("order %lld does not exist", (long long) order_id)));
+
+	for (int i = 0; i < ncols; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, cols[i] - 1);
+
+		values[i] = slot_getattr(slot, cols[i], &isnull[i]);
+		if (!isnull[i])
+			values[i] = datumCopy(values[i], att->attbyval, att->attlen);
+	}
+	*tid = slot->tts_tid;
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	return true;
+}
+
+/*
  * Move an order this transaction has locked to the state to, and set its
- * allocation policy when one is given.  The change is recorded with the given reason, or with the
- * session's orderflow.reason when that is NULL.  The row is updated
- * directly, or by an UPDATE statement in the caller's SPI session when
- * only a statement applies everything (see DirectUpdateApplies).
+ * allocation policy when one is given.  locked is the TID of the version
+ * LockOrderRow locked, or NULL (locked by a statement).  The change is
+ * recorded with the given reason, or with the session's orderflow.reason
+ * when that is NULL.  The row is updated directly, or by an UPDATE
+ * statement in the caller's SPI session when only a statement applies
+ * everything (see DirectUpdateApplies).
  */
 void
-ChangeLockedOrder(int64 order_id, OrderState to, const char *policy,
-				  const char *reason)
+ChangeLockedOrder(int64 order_id, ItemPointer locked, OrderState to,
+				  const char *policy, const char *reason)
 {
 	const char *outer_reason = pending_reason;
 	int64		outer_order = pending_reason_order;
@@ -958,7 +1099,7 @@ ChangeLockedOrder(int64 order_id, OrderState to, const char *policy,
 				elog(ERROR, "order update failed");
 		}
 		else
-			DirectOrderUpdate(rel, order_id, to, policy);
+			DirectOrderUpdate(rel, order_id, locked, to, policy);
 	}
 	PG_FINALLY();
 	{
@@ -984,9 +1125,11 @@ order_transition(PG_FUNCTION_ARGS)
 	int64		order_id;
 	OrderState	to;
 	OrderState	current;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1];
+	Relation	rel;
+	Datum		value;
 	bool		isnull;
+	ItemPointerData tid;
+	bool		direct;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -998,24 +1141,34 @@ order_transition(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	if (lock_plan == NULL)
+	/* The order, locked: directly, or by the statement when only it applies. */
+	rel = table_open(OrderflowRelid("orders", false), RowShareLock);
+	EnsureColumns(rel);
+	direct = LockOrderRow(rel, order_id, LockTupleExclusive, 1, &order_columns.state,
+						  &value, &isnull, &tid);
+	table_close(rel, NoLock);
+	if (!direct)
 	{
-		lock_plan = SPI_prepare("SELECT state FROM orderflow.orders"
-								" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-								1, argtypes);
-		if (lock_plan == NULL || SPI_keepplan(lock_plan) != 0)
-			elog(ERROR, "could not prepare order lock query");
-	}
+		Oid			argtypes[1] = {INT8OID};
+		Datum		args[1] = {Int64GetDatum(order_id)};
 
-	args[0] = Int64GetDatum(order_id);
-	if (SPI_execute_plan(lock_plan, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "order lock query failed");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
-				 errmsg("order %lld does not exist", (long long) order_id)));
-	current = DatumGetOrderState(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
+		if (lock_plan == NULL)
+		{
+			lock_plan = SPI_prepare("SELECT state FROM orderflow.orders"
+									" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+									1, argtypes);
+			if (lock_plan == NULL || SPI_keepplan(lock_plan) != 0)
+				elog(ERROR, "could not prepare order lock query");
+		}
+		if (SPI_execute_plan(lock_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "order lock query failed");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
+					 errmsg("order %lld does not exist", (long long) order_id)));
+		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	}
+	current = DatumGetOrderState(value);
 
 	if (!PG_ARGISNULL(3) && PG_GETARG_ORDER_STATE(3) != current)
 		ereport(ERROR,
@@ -1026,7 +1179,7 @@ order_transition(PG_FUNCTION_ARGS)
 				 errdetail("Another transaction may have moved the order first.")));
 
 	if (current != to)
-		ChangeLockedOrder(order_id, to, NULL,
+		ChangeLockedOrder(order_id, direct ? &tid : NULL, to, NULL,
 						  PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
 
 	SPI_finish();
