@@ -93,6 +93,33 @@ SELECT pg_temp.new_order('UP-3', 1) AS o3 \gset
 UPDATE orders SET partner = :o2 WHERE id = :o3;
 SELECT outcome FROM allocate(:o3);
 SELECT id = :o2 AS is_o2, state FROM orders WHERE id IN (:o2, :o3) ORDER BY id;
+
+-- The nested change finds the rules changed (the check redefines a
+-- function another CHECK calls) and plans them again while the outer
+-- change still evaluates its own: the outer change keeps the rules it
+-- started with, and the next change follows the new definition.
+CREATE FUNCTION public.note_kind(note text) RETURNS boolean LANGUAGE sql IMMUTABLE
+	AS $$ SELECT note IS DISTINCT FROM 'forbidden' $$;
+ALTER TABLE orders ADD CONSTRAINT zz_note_kind CHECK (public.note_kind(seller_note));
+CREATE OR REPLACE FUNCTION public.cascade_hold(state order_state, other bigint) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF state = 'allocated' AND other IS NOT NULL THEN
+		CREATE OR REPLACE FUNCTION public.note_kind(note text) RETURNS boolean LANGUAGE sql
+			IMMUTABLE AS $f$ SELECT note NOT LIKE '%now allocated%' $f$;
+		PERFORM orderflow.transition(other, 'on_hold', 'held with its partner');
+	END IF;
+	RETURN true;
+END $$;
+SELECT transition(:o2, 'approved');
+SELECT pg_temp.new_order('UP-4', 1) AS o4 \gset
+UPDATE orders SET partner = :o2 WHERE id = :o4;
+SELECT outcome FROM allocate(:o4);
+SELECT id = :o2 AS is_o2, state, seller_note FROM orders WHERE id IN (:o2, :o4) ORDER BY id;
+-- The new definition refuses the allocated order's note from now on.
+SELECT transition(:o4, 'on_hold');
+SELECT state FROM orders WHERE id = :o4;
+ALTER TABLE orders DROP CONSTRAINT zz_note_kind;
 ALTER TABLE orders DROP CONSTRAINT partner_held;
 ALTER TABLE orders DROP COLUMN partner;
 

@@ -724,7 +724,10 @@ OrderUpdatePlan(bool with_policy)
  * ChangeLockedOrder (an UPDATE statement parses and plans them again for
  * every statement).  Rebuilt after any change to the table or to a function
  * (the cache generation moves).  Each update compiles its own executable
- * form from copies of them, in its executor state, as the executor would.
+ * form of them, in its executor state, as the executor would; compiling
+ * reads the planned trees and keeps pointers into them, so trees replaced
+ * while an update runs (a nested one rebuilt them) are kept until no
+ * update runs.
  */
 typedef struct OrderRuleCache
 {
@@ -737,6 +740,31 @@ typedef struct OrderRuleCache
 } OrderRuleCache;
 
 static OrderRuleCache order_rules;
+static int	order_rules_in_use = 0; /* direct updates running */
+static List *retired_rules = NIL;	/* contexts of replaced trees */
+
+/* One more direct update uses the planned trees. */
+static void
+OrderRulesAcquire(void)
+{
+	order_rules_in_use++;
+}
+
+/* One direct update less; with none left, replaced trees are freed. */
+static void
+OrderRulesRelease(void)
+{
+	Assert(order_rules_in_use > 0);
+	if (--order_rules_in_use > 0)
+		return;
+	while (retired_rules != NIL)
+	{
+		MemoryContext cxt = (MemoryContext) linitial(retired_rules);
+
+		retired_rules = list_delete_first(retired_rules);
+		MemoryContextDelete(cxt);
+	}
+}
 
 /*
  * Give rri the compiled CHECK expressions and trigger WHEN conditions of
@@ -758,6 +786,15 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 		/* Invalidations that arrive while building make it stale again. */
 		uint64		generation = OrderflowCacheGeneration();
 
+		if (order_rules.cxt != NULL && order_rules_in_use > 1)
+		{
+			/* An outer update compiled from them: keep them until it ends. */
+			MemoryContext old_cxt = MemoryContextSwitchTo(CacheMemoryContext);
+
+			retired_rules = lappend(retired_rules, order_rules.cxt);
+			MemoryContextSwitchTo(old_cxt);
+			order_rules.cxt = NULL;
+		}
 		if (order_rules.cxt == NULL)
 			order_rules.cxt = AllocSetContextCreate(CacheMemoryContext,
 													"orderflow order rules",
@@ -793,11 +830,11 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 	{
 		rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * ncheck);
 		for (int i = 0; i < ncheck; i++)
-			rri->ri_ConstraintExprs[i] = ExecInitExpr(copyObject(order_rules.checks[i]), NULL);
+			rri->ri_ConstraintExprs[i] = ExecInitExpr(order_rules.checks[i], NULL);
 	}
 	for (int i = 0; i < ntrig; i++)
 		if (order_rules.whens[i] != NIL)
-			rri->ri_TrigWhenExprs[i] = ExecInitQual(copyObject(order_rules.whens[i]), NULL);
+			rri->ri_TrigWhenExprs[i] = ExecInitQual(order_rules.whens[i], NULL);
 	MemoryContextSwitchTo(old);
 }
 
@@ -1083,6 +1120,7 @@ ChangeLockedOrder(int64 order_id, ItemPointer locked, OrderState to,
 	const char *outer_reason = pending_reason;
 	int64		outer_order = pending_reason_order;
 	Relation	rel = table_open(OrderflowRelid("orders", false), RowExclusiveLock);
+	volatile bool direct = false;
 
 	pending_reason = reason;
 	pending_reason_order = order_id;
@@ -1099,13 +1137,19 @@ ChangeLockedOrder(int64 order_id, ItemPointer locked, OrderState to,
 				elog(ERROR, "order update failed");
 		}
 		else
+		{
+			direct = true;
+			OrderRulesAcquire();
 			DirectOrderUpdate(rel, order_id, locked, to, policy);
+		}
 	}
 	PG_FINALLY();
 	{
 		/* An update run by a trigger of another one leaves it its reason. */
 		pending_reason = outer_reason;
 		pending_reason_order = outer_order;
+		if (direct)
+			OrderRulesRelease();
 	}
 	PG_END_TRY();
 	table_close(rel, NoLock);
