@@ -123,34 +123,53 @@ ALTER TABLE orders DROP CONSTRAINT zz_note_kind;
 ALTER TABLE orders DROP CONSTRAINT partner_held;
 ALTER TABLE orders DROP COLUMN partner;
 
--- Locking the order needs what SELECT ... FOR UPDATE needs: a role that
--- may read an order's id and state but update none of its columns may not
--- lock it, and allocate also needs SELECT on the columns it reads.
+-- Locking the order needs what SELECT ... FOR UPDATE needs: SELECT on the
+-- columns read and UPDATE on some column.  A role that may read every
+-- column allocate reads but update none may not lock the order, not even
+-- when the call would change nothing (the order is already on hold).
 CREATE ROLE order_reader BYPASSRLS;
 GRANT USAGE ON SCHEMA orderflow TO order_reader;
-GRANT SELECT (id, state) ON orders TO order_reader;
+GRANT SELECT (id, state, allocation_policy, allow_split, order_no, shop_id) ON orders TO order_reader;
 GRANT SELECT ON transitions, initial_states TO order_reader;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA orderflow TO order_reader;
+SELECT state FROM orders WHERE id = :o2;
 SET ROLE order_reader;
-SELECT transition(:o2, 'approved');
+SELECT transition(:o2, 'on_hold');
 SELECT * FROM allocate(:o2);
 RESET ROLE;
+-- With UPDATE on another column it gets as far as the order's state (not
+-- allocatable: OF022); without SELECT on a column allocate reads, not.
 GRANT UPDATE (seller_note) ON orders TO order_reader;
 SET ROLE order_reader;
-SELECT * FROM allocate(:o2);
-RESET ROLE;
-GRANT SELECT (allocation_policy, allow_split, order_no, shop_id) ON orders TO order_reader;
-SET ROLE order_reader;
--- Now it gets as far as the order's state (not allocatable: OF022).
+SELECT transition(:o2, 'on_hold');
 \set VERBOSITY sqlstate
 SELECT * FROM allocate(:o2);
 \set VERBOSITY terse
+RESET ROLE;
+REVOKE SELECT (allow_split) ON orders FROM order_reader;
+SET ROLE order_reader;
+SELECT * FROM allocate(:o2);
 RESET ROLE;
 SELECT state, allocation_policy FROM orders WHERE id = :o2;
 REVOKE ALL ON orders, transitions, initial_states FROM order_reader;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA orderflow FROM order_reader;
 REVOKE USAGE ON SCHEMA orderflow FROM order_reader;
 DROP ROLE order_reader;
+
+-- Nothing is locked or written in a read-only transaction, as the
+-- statements would refuse (25006).
+BEGIN READ ONLY;
+SELECT transition(:o2, 'approved');
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT * FROM allocate(:o2);
+ROLLBACK;
+SELECT available('UP-INK', 'UP-W1') AS before_reserve \gset
+BEGIN READ ONLY;
+SELECT reserve('UP-INK', 'UP-W1', 1);
+ROLLBACK;
+SELECT state FROM orders WHERE id = :o2;
+SELECT available('UP-INK', 'UP-W1') = :before_reserve AS stock_unchanged;
 
 -- Column privileges are the statement's: a role that may read an order's
 -- id and state and lock it (UPDATE on another column) but not change its

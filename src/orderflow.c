@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include "tcop/utility.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -218,6 +219,7 @@ DirectInsertOpen(DirectInsert * di, Oid relid, const char *const *columns,
 {
 	TupleDesc	desc;
 
+	PreventCommandIfReadOnly("INSERT");
 	di->rel = table_open(relid, RowExclusiveLock);
 	desc = RelationGetDescr(di->rel);
 	if (di->rel->rd_rel->relkind != RELKIND_RELATION)

@@ -35,6 +35,7 @@
 #include "optimizer/optimizer.h"
 #include "rewrite/prs2lock.h"
 #include "rewrite/rewriteManip.h"
+#include "tcop/utility.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -877,6 +878,7 @@ DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer locked,
 	TupleTableSlot *newslot;
 	AttrNumber	policy_col = InvalidAttrNumber;
 
+	PreventCommandIfReadOnly("UPDATE");
 	EnsureColumns(rel);
 	if (policy != NULL)
 		policy_col = RequiredColumn(rel, "allocation_policy", ORDERS_SHAPE);
@@ -1025,6 +1027,9 @@ LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
 
 	if (!DirectRowApplies(rel))
 		return false;
+	/* As the statement's executor start would refuse it. */
+	PreventCommandIfReadOnly(mode == LockTupleExclusive ? "SELECT FOR UPDATE" :
+							 "SELECT FOR NO KEY UPDATE");
 	EnsureColumns(rel);
 
 	rte = makeNode(RangeTblEntry);
