@@ -936,7 +936,10 @@ DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer locked,
 		IndexScanEqual(relid, RelationGetPrimaryKeyIndex(rel), F_INT8EQ,
 					   Int64GetDatum(order_id), estate->es_snapshot, KeepRow, oldslot);
 	if (TupIsNull(oldslot))
-		elog(ERROR, "could not find the locked row of order %lld", (long long) order_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
+				 errmsg("order %lld does not exist", (long long) order_id),
+				 errdetail("It was deleted after it was locked.")));
 	slot_getallattrs(oldslot);
 	ExecClearTuple(newslot);
 	memcpy(newslot->tts_values, oldslot->tts_values, sizeof(Datum) * desc->natts);
