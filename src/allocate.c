@@ -323,29 +323,14 @@ ParsePolicy(const char *name)
 static void
 LockOrder(int64 order_id, AllocOrder *o)
 {
-	Datum		values[5];
-	bool		nulls[5];
+	Datum		values[lengthof(order_cols)];
+	bool		nulls[lengthof(order_cols)];
 	Relation	rel = table_open(rels.orders, RowShareLock);
 
 	o->locked_directly = LockOrderRow(rel, order_id, LockTupleNoKeyExclusive,
 									  lengthof(values), rels.order_cols, values, nulls,
-									  &o->tid);
+									  &o->tid, order_plan);
 	table_close(rel, NoLock);
-	if (!o->locked_directly)
-	{
-		Datum		args[1] = {Int64GetDatum(order_id)};
-		HeapTuple	tup;
-
-		if (SPI_execute_plan(order_plan, args, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "order lock query failed");
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
-					 errmsg("order %lld does not exist", (long long) order_id)));
-		tup = SPI_tuptable->vals[0];
-		for (int i = 0; i < (int) lengthof(values); i++)
-			values[i] = SPI_getbinval(tup, SPI_tuptable->tupdesc, i + 1, &nulls[i]);
-	}
 	o->id = order_id;
 	o->state = DatumGetOrderState(values[0]);
 	o->stored_policy = nulls[1] ? NULL : TextDatumGetCString(values[1]);

@@ -92,9 +92,10 @@ extern Oid	HistoryOwner(void);
 extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
 extern void OrderflowWatchRelation(Oid relid);
+struct _SPI_plan;
 extern bool LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
 						 const AttrNumber *cols, Datum *values, bool *isnull,
-						 ItemPointer tid);
+						 ItemPointer tid, struct _SPI_plan *statement);
 extern void ChangeLockedOrder(int64 order_id, ItemPointer locked, OrderState to,
 							  const char *policy, const char *reason);
 

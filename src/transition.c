@@ -1013,13 +1013,17 @@ DirectUpdateApplies(Relation rel)
  * version it left, and in REPEATABLE READ or SERIALIZABLE failing with a
  * serialization error if it changed the row.  rel is orders, opened with
  * RowShareLock.  The values of cols are returned, copied, in values and
- * isnull, and the locked version's TID in tid.  Returns false, locking
- * nothing, when only the statement applies everything (DirectRowApplies);
- * the caller then runs it.
+ * isnull, and the locked version's TID in tid.
+ *
+ * When only the statement applies everything (DirectRowApplies), the
+ * statement is run instead: statement, in the caller's SPI session, takes
+ * the order id and selects the values of cols in their order.  Returns
+ * whether the row was locked directly (else tid is not set).
  */
 bool
 LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
-			 const AttrNumber *cols, Datum *values, bool *isnull, ItemPointer tid)
+			 const AttrNumber *cols, Datum *values, bool *isnull, ItemPointer tid,
+			 SPIPlanPtr statement)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	RangeTblEntry *rte;
@@ -1029,7 +1033,20 @@ LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
 	bool		locked = false;
 
 	if (!DirectRowApplies(rel))
+	{
+		Datum		args[1] = {Int64GetDatum(order_id)};
+
+		if (SPI_execute_plan(statement, args, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "order lock query failed");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
+					 errmsg("order %lld does not exist", (long long) order_id)));
+		for (int i = 0; i < ncols; i++)
+			values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									  i + 1, &isnull[i]);
 		return false;
+	}
 	/* As the statement's executor start would refuse it. */
 	PreventCommandIfReadOnly(mode == LockTupleExclusive ? "SELECT FOR UPDATE" :
 							 "SELECT FOR NO KEY UPDATE");
@@ -1193,33 +1210,23 @@ order_transition(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	if (lock_plan == NULL)
+	{
+		Oid			argtypes[1] = {INT8OID};
+
+		lock_plan = SPI_prepare("SELECT state FROM orderflow.orders"
+								" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+								1, argtypes);
+		if (lock_plan == NULL || SPI_keepplan(lock_plan) != 0)
+			elog(ERROR, "could not prepare order lock query");
+	}
+
 	/* The order, locked: directly, or by the statement when only it applies. */
 	rel = table_open(OrderflowRelid("orders", false), RowShareLock);
 	EnsureColumns(rel);
 	direct = LockOrderRow(rel, order_id, LockTupleExclusive, 1, &order_columns.state,
-						  &value, &isnull, &tid);
+						  &value, &isnull, &tid, lock_plan);
 	table_close(rel, NoLock);
-	if (!direct)
-	{
-		Oid			argtypes[1] = {INT8OID};
-		Datum		args[1] = {Int64GetDatum(order_id)};
-
-		if (lock_plan == NULL)
-		{
-			lock_plan = SPI_prepare("SELECT state FROM orderflow.orders"
-									" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-									1, argtypes);
-			if (lock_plan == NULL || SPI_keepplan(lock_plan) != 0)
-				elog(ERROR, "could not prepare order lock query");
-		}
-		if (SPI_execute_plan(lock_plan, args, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "order lock query failed");
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
-					 errmsg("order %lld does not exist", (long long) order_id)));
-		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	}
 	current = DatumGetOrderState(value);
 
 	if (!PG_ARGISNULL(3) && PG_GETARG_ORDER_STATE(3) != current)
