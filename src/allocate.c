@@ -79,8 +79,7 @@ typedef struct AllocOrder
 	char	   *order_no;
 	int64		shop_id;
 	bool		has_checkout_holds;
-	bool		locked_directly;	/* tid is the locked version */
-	ItemPointerData tid;
+	ItemPointerData tid;		/* as LockOrderRow returned it */
 	int			nwarehouses;
 	char	  **warehouses;		/* active, by priority */
 } AllocOrder;
@@ -170,16 +169,6 @@ CancelUnitsTrusted(Datum *args)
 	PG_END_TRY();
 }
 
-static SPIPlanPtr
-Prepare(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare query: %s", sql);
-	return plan;
-}
-
 static void PrepareQueries(void);
 static void LookUpTables(void);
 
@@ -190,10 +179,8 @@ PreparePlans(void)
 		return;
 
 	/*
-	 * The saved plans follow changes to the objects they name by themselves
-	 * (the plan cache analyzes their text again), so they are prepared once
-	 * and never freed, not even while a nested call might run one.  What is
-	 * read here besides them follows the cache generation.
+	 * The saved plans are prepared once (PrepareKeptPlan); what is read here
+	 * besides them follows the cache generation.
 	 */
 	if (order_plan == NULL)
 		PrepareQueries();
@@ -213,21 +200,21 @@ PrepareQueries(void)
 	 * orders the caller may allocate.  The lock does not conflict with the
 	 * key-share locks of rows being added that refer to the order.
 	 */
-	order_plan = Prepare("SELECT o.state, o.allocation_policy, o.allow_split, o.order_no,"
-						 "       o.shop_id"
-						 "  FROM orderflow.orders o"
-						 " WHERE o.id OPERATOR(pg_catalog.=) $1"
-						 "   FOR NO KEY UPDATE",
-						 1, int8arg);
+	order_plan = PrepareKeptPlan("SELECT o.state, o.allocation_policy, o.allow_split, o.order_no,"
+								 "       o.shop_id"
+								 "  FROM orderflow.orders o"
+								 " WHERE o.id OPERATOR(pg_catalog.=) $1"
+								 "   FOR NO KEY UPDATE",
+								 1, int8arg);
 	/* The shop's consent to split shipments, when the order gives none. */
-	consent_plan = Prepare("SELECT s.allow_split FROM orderflow.shops s"
-						   " WHERE s.id OPERATOR(pg_catalog.=) $1",
-						   1, int8arg);
-	warehouses_plan = Prepare("SELECT w.code FROM orderflow.warehouses w"
-							  " WHERE w.active ORDER BY w.priority, w.code",
-							  0, NULL);
-	cancel_plan = Prepare("SELECT orderflow.cancel_units($1, $2, $3, $4)",
-						  4, cancelargs);
+	consent_plan = PrepareKeptPlan("SELECT s.allow_split FROM orderflow.shops s"
+								   " WHERE s.id OPERATOR(pg_catalog.=) $1",
+								   1, int8arg);
+	warehouses_plan = PrepareKeptPlan("SELECT w.code FROM orderflow.warehouses w"
+									  " WHERE w.active ORDER BY w.priority, w.code",
+									  0, NULL);
+	cancel_plan = PrepareKeptPlan("SELECT orderflow.cancel_units($1, $2, $3, $4)",
+								  4, cancelargs);
 }
 
 /* The tables and columns allocation reads straight from their indexes. */
@@ -274,8 +261,7 @@ ReadWarehouses(AllocOrder *o)
 	if (warehouse_codes == NULL || warehouses_generation != OrderflowCacheGeneration())
 	{
 		MemoryContext old;
-		Oid			save_userid;
-		int			save_sec_context;
+		SavedUser	saved_user;
 		int			ret;
 
 		if (warehouses_cxt == NULL)
@@ -284,11 +270,9 @@ ReadWarehouses(AllocOrder *o)
 												   ALLOCSET_SMALL_SIZES);
 		MemoryContextReset(warehouses_cxt);
 		warehouse_codes = NULL;
-		GetUserIdAndSecContext(&save_userid, &save_sec_context);
-		SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
-							   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+		BecomeExtensionOwner(&saved_user);
 		ret = SPI_execute_plan(warehouses_plan, NULL, NULL, true, 0);
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+		RestoreUser(&saved_user);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "warehouse query failed");
 		old = MemoryContextSwitchTo(warehouses_cxt);
@@ -327,9 +311,8 @@ LockOrder(int64 order_id, AllocOrder *o)
 	bool		nulls[lengthof(order_cols)];
 	Relation	rel = table_open(rels.orders, RowShareLock);
 
-	o->locked_directly = LockOrderRow(rel, order_id, LockTupleNoKeyExclusive,
-									  lengthof(values), rels.order_cols, values, nulls,
-									  &o->tid, order_plan);
+	LockOrderRow(rel, order_id, LockTupleNoKeyExclusive, lengthof(values),
+				 rels.order_cols, values, nulls, &o->tid, order_plan);
 	table_close(rel, NoLock);
 	o->id = order_id;
 	o->state = DatumGetOrderState(values[0]);
@@ -723,8 +706,7 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 	 */
 	if (to_set || o.stored_policy == NULL ||
 		strcmp(o.stored_policy, policy_names[policy]) != 0)
-		ChangeLockedOrder(o.id, o.locked_directly ? &o.tid : NULL,
-						  to_set ? to : o.state, policy_names[policy], reason);
+		ChangeLockedOrder(o.id, &o.tid, to_set ? to : o.state, policy_names[policy], reason);
 
 	/*
 	 * The lines live in SPI's memory, which SPI_finish frees; the tuplestore
@@ -837,12 +819,9 @@ RecordCancelRefund(int64 order_id, Datum paid_amount)
 {
 	Oid			argtypes[2] = {INT8OID, NUMERICOID};
 	Datum		args[2] = {Int64GetDatum(order_id), paid_amount};
-	Oid			save_userid;
-	int			save_sec_context;
+	SavedUser	saved_user;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	BecomeExtensionOwner(&saved_user);
 	TrustedWritesBegin();
 	PG_TRY();
 	{
@@ -860,5 +839,5 @@ RecordCancelRefund(int64 order_id, Datum paid_amount)
 		TrustedWritesEnd();
 	}
 	PG_END_TRY();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	RestoreUser(&saved_user);
 }

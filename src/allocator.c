@@ -549,8 +549,7 @@ static int64
 OwnerQueryInt64(const char *sql, int nargs, Oid *argtypes, Datum *args,
 				bool latest)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	SavedUser	saved_user;
 	SPIPlanPtr	plan;
 	int64		result = 0;
 	bool		isnull;
@@ -558,9 +557,7 @@ OwnerQueryInt64(const char *sql, int nargs, Oid *argtypes, Datum *args,
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	BecomeExtensionOwner(&saved_user);
 	plan = SPI_prepare(sql, nargs, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", sql);
@@ -578,7 +575,7 @@ OwnerQueryInt64(const char *sql, int nargs, Oid *argtypes, Datum *args,
 		if (!isnull)
 			result = DatumGetInt64(d);
 	}
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	RestoreUser(&saved_user);
 	SPI_finish();
 	return result;
 }
@@ -1041,12 +1038,10 @@ static LotList *
 CurrentLots(CodeEntry *e)
 {
 	static SPIPlanPtr plan = NULL;
-	static uint64 plan_generation = 0;
 	uint64		version = pg_atomic_read_u64(&e->counter->ledger_version);
 	LotList    *l = &e->lots;
 	Datum		args[2];
-	Oid			save_userid;
-	int			save_sec_context;
+	SavedUser	saved_user;
 	MemoryContext old;
 
 	if (l->valid && l->version == version)
@@ -1055,32 +1050,25 @@ CurrentLots(CodeEntry *e)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL || plan_generation != OrderflowCacheGeneration())
+	if (plan == NULL)
 	{
 		Oid			argtypes[2] = {INT8OID, INT8OID};
 
-		if (plan)
-			SPI_freeplan(plan);
-		plan = SPI_prepare("SELECT h.bin_id, h.lot_id, h.qty"
-						   "  FROM orderflow.bin_lot_on_hand($1, $2) h"
-						   "  JOIN orderflow.lots l ON l.id OPERATOR(pg_catalog.=) h.lot_id"
-						   "  JOIN orderflow.bins n ON n.id OPERATOR(pg_catalog.=) h.bin_id"
-						   " WHERE h.qty OPERATOR(pg_catalog.>) 0"
-						   " ORDER BY l.expiry_date NULLS LAST, l.created_at, n.route_seq NULLS LAST, n.code",
-						   2, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare lot query");
-		plan_generation = OrderflowCacheGeneration();
+		plan = PrepareKeptPlan("SELECT h.bin_id, h.lot_id, h.qty"
+							   "  FROM orderflow.bin_lot_on_hand($1, $2) h"
+							   "  JOIN orderflow.lots l ON l.id OPERATOR(pg_catalog.=) h.lot_id"
+							   "  JOIN orderflow.bins n ON n.id OPERATOR(pg_catalog.=) h.bin_id"
+							   " WHERE h.qty OPERATOR(pg_catalog.>) 0"
+							   " ORDER BY l.expiry_date NULLS LAST, l.created_at, n.route_seq NULLS LAST, n.code",
+							   2, argtypes);
 	}
 	args[0] = Int64GetDatum(e->sku_id);
 	args[1] = Int64GetDatum(e->warehouse_id);
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	BecomeExtensionOwner(&saved_user);
 	if (SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
 							 true, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "lot query failed");
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	RestoreUser(&saved_user);
 
 	l->valid = false;
 	if (l->bin_id != NULL)
@@ -1330,22 +1318,19 @@ HoldLookup(int64 hold_id, int64 *order_id, int64 *shop_id, char **status)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
-	Oid			save_userid;
-	int			save_sec_context;
+	SavedUser	saved_user;
 	bool		found;
 
 	args[0] = Int64GetDatum(hold_id);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	BecomeExtensionOwner(&saved_user);
 	if (SPI_execute_with_args("SELECT r.status, coalesce(r.order_id, 0), coalesce(r.shop_id, 0)"
 							  "  FROM orderflow.reservations r"
 							  " WHERE r.id OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up reservation %lld", (long long) hold_id);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	RestoreUser(&saved_user);
 	found = SPI_processed == 1;
 	if (found)
 	{
@@ -1402,19 +1387,16 @@ uint64
 CloseHolds(const char *sql, int nargs, Oid *argtypes, Datum *args,
 		   const char *nulls)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	SavedUser	saved_user;
 	uint64		n;
 
 	RequireAllocator();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	BecomeExtensionOwner(&saved_user);
 	if (SPI_execute_with_args(sql, nargs, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not close reservations");
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	RestoreUser(&saved_user);
 	n = SPI_processed;
 	for (uint64 i = 0; i < n; i++)
 	{
@@ -1605,12 +1587,10 @@ StockClaimHolds(int64 order_id, int64 shop_id, int32 line_no, const char *sku,
 {
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
 	Datum		args[3];
-	Oid			save_userid;
-	int			save_sec_context;
+	SavedUser	saved_user;
 	int32		claimed = 0;
 	uint64		n;
 	static SPIPlanPtr find_plan = NULL;
-	static uint64 find_generation = 0;
 	struct
 	{
 		int64		id;
@@ -1627,27 +1607,18 @@ StockClaimHolds(int64 order_id, int64 shop_id, int32 line_no, const char *sku,
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (find_plan == NULL || find_generation != OrderflowCacheGeneration())
-	{
-		if (find_plan)
-			SPI_freeplan(find_plan);
-		find_plan = SPI_prepare("SELECT r.id, r.sku_id, r.warehouse_id, r.qty"
-								"  FROM orderflow.reservations r"
-								" WHERE r.ref OPERATOR(pg_catalog.=) $2"
-								"   AND r.status OPERATOR(pg_catalog.=) 'held'"
-								"   AND r.order_id IS NULL"
-								"   AND (r.shop_id IS NULL OR r.shop_id OPERATOR(pg_catalog.=) $3)"
-								"   AND r.sku_id OPERATOR(pg_catalog.=) (SELECT s.id FROM orderflow.skus s"
-								"                                         WHERE s.code OPERATOR(pg_catalog.=) $1)"
-								" ORDER BY r.id FOR UPDATE OF r SKIP LOCKED",
-								3, argtypes);
-		if (find_plan == NULL || SPI_keepplan(find_plan) != 0)
-			elog(ERROR, "could not prepare hold lookup");
-		find_generation = OrderflowCacheGeneration();
-	}
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	if (find_plan == NULL)
+		find_plan = PrepareKeptPlan("SELECT r.id, r.sku_id, r.warehouse_id, r.qty"
+									"  FROM orderflow.reservations r"
+									" WHERE r.ref OPERATOR(pg_catalog.=) $2"
+									"   AND r.status OPERATOR(pg_catalog.=) 'held'"
+									"   AND r.order_id IS NULL"
+									"   AND (r.shop_id IS NULL OR r.shop_id OPERATOR(pg_catalog.=) $3)"
+									"   AND r.sku_id OPERATOR(pg_catalog.=) (SELECT s.id FROM orderflow.skus s"
+									"                                         WHERE s.code OPERATOR(pg_catalog.=) $1)"
+									" ORDER BY r.id FOR UPDATE OF r SKIP LOCKED",
+									3, argtypes);
+	BecomeExtensionOwner(&saved_user);
 	if (SPI_execute_plan(find_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up holds");
 	n = SPI_processed;
@@ -1681,7 +1652,7 @@ StockClaimHolds(int64 order_id, int64 shop_id, int32 line_no, const char *sku,
 			AddAtCommit(holds[i].sku_id, holds[i].warehouse_id, holds[i].qty - take);
 		claimed += take;
 	}
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	RestoreUser(&saved_user);
 	SPI_finish();
 	return claimed;
 }
@@ -1703,8 +1674,7 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 	int32		qty;
 	CodeEntry  *e;
 	StockKey	key;
-	Oid			save_userid;
-	int			save_sec_context;
+	SavedUser	saved_user;
 	bool		isnull;
 	int64		movement_id;
 	Oid			argtypes[10] = {INT8OID, INT8OID, TEXTOID, TEXTOID, INT4OID, TEXTOID,
@@ -1768,13 +1738,11 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(HistoryOwner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	BecomeExtensionOwner(&saved_user);
 	if (SPI_execute_with_args("SELECT orderflow.insert_movement($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 							  10, argtypes, args, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not record the stock movement");
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	RestoreUser(&saved_user);
 	movement_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	LedgerWritten(e->counter);

@@ -210,6 +210,22 @@ RequiredColumn(Relation rel, const char *name, const char *detail)
 }
 
 /*
+ * Prepare a statement and keep its plan for the life of the backend.  Every
+ * saved plan of orderflow is prepared once and never freed: the plan cache
+ * follows changes to the objects it names (it analyzes the text again), and
+ * no plan is freed while a nested call may be running it.
+ */
+SPIPlanPtr
+PrepareKeptPlan(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not prepare query: %s", sql);
+	return plan;
+}
+
+/*
  * Open a table for DirectInsertRow, checking that it is a plain table with
  * exactly the given columns, in that order.
  */

@@ -89,11 +89,21 @@ extern OrderStateSet AllowedNextStates(OrderState from);
 extern OrderStateSet InitialStates(void);
 extern Oid	OrderflowRelid(const char *relname, bool missing_ok);
 extern Oid	HistoryOwner(void);
+
+/* The user a BecomeExtensionOwner call replaced, for RestoreUser. */
+typedef struct SavedUser
+{
+	Oid			userid;
+	int			sec_context;
+} SavedUser;
+
+extern void BecomeExtensionOwner(SavedUser *saved);
+extern void RestoreUser(const SavedUser *saved);
 extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
 extern void OrderflowWatchRelation(Oid relid);
 struct _SPI_plan;
-extern bool LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
+extern void LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
 						 const AttrNumber *cols, Datum *values, bool *isnull,
 						 ItemPointer tid, struct _SPI_plan *statement);
 extern void ChangeLockedOrder(int64 order_id, ItemPointer locked, OrderState to,
@@ -105,6 +115,7 @@ extern bool orderflow_shmem_ready;
 extern char *orderflow_reason;
 extern void RequireSharedMemory(const char *funcname);
 extern AttrNumber RequiredColumn(Relation rel, const char *name, const char *detail);
+extern struct _SPI_plan *PrepareKeptPlan(const char *sql, int nargs, Oid *argtypes);
 extern void CheckTriggerCall(FunctionCallInfo fcinfo, const char *name, bool before,
 							 int row, HeapTuple *oldtuple, HeapTuple *newtuple);
 extern struct Tuplestorestate *MaterializeResult(FunctionCallInfo fcinfo,

@@ -83,6 +83,7 @@ static GraphCache graph = {false};
 static OrderColumns order_columns = {InvalidOid};
 static bool callback_registered = false;
 static uint64 cache_generation = 1;
+static uint64 functions_generation = 1;
 
 /* Further tables whose invalidation moves the cache generation. */
 #define MAX_WATCHED 8
@@ -146,11 +147,15 @@ ForgetStampedEvents(XactEvent event, void *arg)
 		stamped_events = NULL;	/* its memory goes with the transaction */
 }
 
-/* A function changed: expressions compiled from the catalogs are stale. */
+/*
+ * A function changed: the planned CHECK and WHEN expressions of orders
+ * (SetOrderRules) may have inlined it.  Nothing else needs rebuilding: saved
+ * plans follow function changes by themselves.
+ */
 static void
 FunctionsChanged(Datum arg, int cacheid, uint32 hashvalue)
 {
-	cache_generation++;
+	functions_generation++;
 }
 
 static void
@@ -345,6 +350,28 @@ HistoryOwner(void)
 {
 	EnsureGraph();
 	return graph.events_owner;
+}
+
+/*
+ * Run as the extension's owner from here until RestoreUser, with row-level
+ * security not forced: for reads and writes the extension makes on its own
+ * tables whatever the caller may touch.  An error restores the user with
+ * the rest of the (sub)transaction.
+ */
+void
+BecomeExtensionOwner(SavedUser *saved)
+{
+	Oid			owner = HistoryOwner();
+
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(owner, saved->sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+}
+
+void
+RestoreUser(const SavedUser *saved)
+{
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 }
 
 Oid
@@ -702,20 +729,14 @@ OrderUpdatePlan(bool with_policy)
 	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
 
 	if (plans[with_policy] == NULL)
-	{
-		SPIPlanPtr	plan;
-
-		plan = SPI_prepare(with_policy ?
-						   "UPDATE orderflow.orders"
-						   "   SET state = $2::orderflow.order_state, allocation_policy = $3"
-						   " WHERE id OPERATOR(pg_catalog.=) $1" :
-						   "UPDATE orderflow.orders SET state = $2::orderflow.order_state"
-						   " WHERE id OPERATOR(pg_catalog.=) $1",
-						   with_policy ? 3 : 2, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare order update");
-		plans[with_policy] = plan;
-	}
+		plans[with_policy] =
+			PrepareKeptPlan(with_policy ?
+							"UPDATE orderflow.orders"
+							"   SET state = $2::orderflow.order_state, allocation_policy = $3"
+							" WHERE id OPERATOR(pg_catalog.=) $1" :
+							"UPDATE orderflow.orders SET state = $2::orderflow.order_state"
+							" WHERE id OPERATOR(pg_catalog.=) $1",
+							with_policy ? 3 : 2, argtypes);
 	return plans[with_policy];
 }
 
@@ -723,8 +744,9 @@ OrderUpdatePlan(bool with_policy)
  * The CHECK constraints and trigger WHEN conditions of orders, read from
  * the catalogs and planned once per backend for the fast path of
  * ChangeLockedOrder (an UPDATE statement parses and plans them again for
- * every statement).  Rebuilt after any change to the table or to a function
- * (the cache generation moves).  Each update compiles its own executable
+ * every statement).  Rebuilt after any change to the table (the cache
+ * generation moves) or to a function (functions_generation moves).  Each
+ * update compiles its own executable
  * form of them, in its executor state, as the executor would; compiling
  * reads the planned trees and keeps pointers into them, so trees replaced
  * while an update runs (a nested one rebuilt them) are kept until no
@@ -733,6 +755,7 @@ OrderUpdatePlan(bool with_policy)
 typedef struct OrderRuleCache
 {
 	uint64		generation;		/* 0: not built */
+	uint64		functions;		/* functions_generation when built */
 	MemoryContext cxt;
 	int			ncheck;
 	Expr	  **checks;			/* in table order */
@@ -782,10 +805,12 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 	MemoryContext old;
 
 	if (order_rules.generation != OrderflowCacheGeneration() ||
+		order_rules.functions != functions_generation ||
 		order_rules.ncheck != ncheck || order_rules.ntrig != ntrig)
 	{
 		/* Invalidations that arrive while building make it stale again. */
 		uint64		generation = OrderflowCacheGeneration();
+		uint64		functions = functions_generation;
 
 		if (order_rules.cxt != NULL && order_rules_in_use > 1)
 		{
@@ -824,6 +849,7 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 		order_rules.ncheck = ncheck;
 		order_rules.ntrig = ntrig;
 		order_rules.generation = generation;
+		order_rules.functions = functions;
 	}
 
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
@@ -839,12 +865,32 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 	MemoryContextSwitchTo(old);
 }
 
-/* Keep the first row an index scan finds. */
-static bool
-KeepRow(TupleTableSlot *slot, void *arg)
+/*
+ * The range table entry of orders for a statement with the given lock mode
+ * and permissions that reads the columns selected and sets the columns
+ * updated (attribute numbers), checked against the caller's privileges as
+ * the statement's executor start would check it.
+ */
+static RangeTblEntry *
+CheckedOrderRte(Relation rel, LOCKMODE lockmode, AclMode perms,
+				int nselected, const AttrNumber *selected,
+				int nupdated, const AttrNumber *updated)
 {
-	ExecCopySlot((TupleTableSlot *) arg, slot);
-	return false;
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = lockmode;
+	rte->requiredPerms = perms;
+	for (int i = 0; i < nselected; i++)
+		rte->selectedCols = bms_add_member(rte->selectedCols,
+										   selected[i] - FirstLowInvalidHeapAttributeNumber);
+	for (int i = 0; i < nupdated; i++)
+		rte->updatedCols = bms_add_member(rte->updatedCols,
+										  updated[i] - FirstLowInvalidHeapAttributeNumber);
+	ExecCheckRTPerms(list_make1(rte), true);
+	return rte;
 }
 
 /* Keep the TID of the first row an index scan finds. */
@@ -868,32 +914,24 @@ static void
 DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer locked,
 				  OrderState to, const char *policy)
 {
-	Oid			relid = RelationGetRelid(rel);
 	TupleDesc	desc = RelationGetDescr(rel);
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	RangeTblEntry *rte;
 	EState	   *estate;
 	ResultRelInfo *rri;
 	EPQState	epqstate;
 	TupleTableSlot *oldslot;
 	TupleTableSlot *newslot;
-	AttrNumber	policy_col = InvalidAttrNumber;
+	AttrNumber	set[2];
+	ItemPointerData tid = *locked;
+	TableScanDesc scan;
 
 	PreventCommandIfReadOnly("UPDATE");
 	EnsureColumns(rel);
+	set[0] = order_columns.state;
 	if (policy != NULL)
-		policy_col = RequiredColumn(rel, "allocation_policy", ORDERS_SHAPE);
-
-	rte->rtekind = RTE_RELATION;
-	rte->relid = relid;
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	rte->requiredPerms = ACL_SELECT | ACL_UPDATE;
-	rte->selectedCols = bms_make_singleton(order_columns.id - FirstLowInvalidHeapAttributeNumber);
-	rte->updatedCols = bms_make_singleton(order_columns.state - FirstLowInvalidHeapAttributeNumber);
-	if (policy != NULL)
-		rte->updatedCols = bms_add_member(rte->updatedCols,
-										  policy_col - FirstLowInvalidHeapAttributeNumber);
-	ExecCheckRTPerms(list_make1(rte), true);
+		set[1] = RequiredColumn(rel, "allocation_policy", ORDERS_SHAPE);
+	rte = CheckedOrderRte(rel, RowExclusiveLock, ACL_SELECT | ACL_UPDATE,
+						  1, &order_columns.id, policy != NULL ? 2 : 1, set);
 
 	/* Changes this transaction made so far are visible to the triggers. */
 	CommandCounterIncrement();
@@ -912,29 +950,17 @@ DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer locked,
 	EvalPlanQualInit(&epqstate, estate, NULL, NIL, -1);
 
 	/*
-	 * The row as this transaction sees it now, found as the statement would
-	 * find it: the version it locked, or a later one it made itself (a line
-	 * cancelled on the way, say).
+	 * The row as this transaction sees it now: the version it locked, or a
+	 * later one it made itself (a line cancelled on the way, say), found
+	 * along the chain of versions from the locked one.
 	 */
 	oldslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 	newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-	if (locked != NULL)
-	{
-		/*
-		 * From the version the caller locked along the chain of later
-		 * versions, which only this transaction can have made.
-		 */
-		ItemPointerData tid = *locked;
-		TableScanDesc scan = table_beginscan_tid(rel, estate->es_snapshot);
-
-		table_tuple_get_latest_tid(scan, &tid);
-		table_endscan(scan);
-		if (!table_tuple_fetch_row_version(rel, &tid, estate->es_snapshot, oldslot))
-			ExecClearTuple(oldslot);
-	}
-	else
-		IndexScanEqual(relid, RelationGetPrimaryKeyIndex(rel), F_INT8EQ,
-					   Int64GetDatum(order_id), estate->es_snapshot, KeepRow, oldslot);
+	scan = table_beginscan_tid(rel, estate->es_snapshot);
+	table_tuple_get_latest_tid(scan, &tid);
+	table_endscan(scan);
+	if (!table_tuple_fetch_row_version(rel, &tid, estate->es_snapshot, oldslot))
+		ExecClearTuple(oldslot);
 	if (TupIsNull(oldslot))
 		ereport(ERROR,
 				(errcode(ERRCODE_OF_ORDER_NOT_FOUND),
@@ -948,8 +974,8 @@ DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer locked,
 	newslot->tts_isnull[order_columns.state - 1] = false;
 	if (policy != NULL)
 	{
-		newslot->tts_values[policy_col - 1] = CStringGetTextDatum(policy);
-		newslot->tts_isnull[policy_col - 1] = false;
+		newslot->tts_values[set[1] - 1] = CStringGetTextDatum(policy);
+		newslot->tts_isnull[set[1] - 1] = false;
 	}
 	ExecStoreVirtualTuple(newslot);
 
@@ -981,18 +1007,16 @@ DirectRowApplies(Relation rel)
 }
 
 /*
- * Whether ChangeLockedOrder may update the row directly: when it may be
- * read directly (DirectRowApplies), and the table has no statement
- * triggers or transition tables for UPDATE (only a statement fires them)
- * and no rules on UPDATE (only a statement is rewritten).
+ * Whether ChangeLockedOrder may update the row it locked directly (a row
+ * LockOrderRow could lock directly): when orders has no statement triggers
+ * or transition tables for UPDATE (only a statement fires them) and no
+ * rules on UPDATE (only a statement is rewritten).
  */
 static bool
 DirectUpdateApplies(Relation rel)
 {
 	TriggerDesc *trigdesc = rel->trigdesc;
 
-	if (!DirectRowApplies(rel))
-		return false;
 	if (rel->rd_rules != NULL)
 		for (int i = 0; i < rel->rd_rules->numLocks; i++)
 			if (rel->rd_rules->rules[i]->event == CMD_UPDATE)
@@ -1017,21 +1041,22 @@ DirectUpdateApplies(Relation rel)
  *
  * When only the statement applies everything (DirectRowApplies), the
  * statement is run instead: statement, in the caller's SPI session, takes
- * the order id and selects the values of cols in their order.  Returns
- * whether the row was locked directly (else tid is not set).
+ * the order id and selects the values of cols in their order; tid is then
+ * invalid.
  */
-bool
+void
 LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
 			 const AttrNumber *cols, Datum *values, bool *isnull, ItemPointer tid,
 			 SPIPlanPtr statement)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	RangeTblEntry *rte;
 	ItemPointerData found;
 	Snapshot	snapshot;
 	TupleTableSlot *slot;
+	AttrNumber *read;
 	bool		locked = false;
 
+	ItemPointerSetInvalid(tid);
 	if (!DirectRowApplies(rel))
 	{
 		Datum		args[1] = {Int64GetDatum(order_id)};
@@ -1045,24 +1070,17 @@ LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
 		for (int i = 0; i < ncols; i++)
 			values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 									  i + 1, &isnull[i]);
-		return false;
+		return;
 	}
 	/* As the statement's executor start would refuse it. */
 	PreventCommandIfReadOnly(mode == LockTupleExclusive ? "SELECT FOR UPDATE" :
 							 "SELECT FOR NO KEY UPDATE");
 	EnsureColumns(rel);
-
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowShareLock;
-	rte->requiredPerms = ACL_SELECT | ACL_SELECT_FOR_UPDATE;
-	rte->selectedCols = bms_make_singleton(order_columns.id - FirstLowInvalidHeapAttributeNumber);
-	for (int i = 0; i < ncols; i++)
-		rte->selectedCols = bms_add_member(rte->selectedCols,
-										   cols[i] - FirstLowInvalidHeapAttributeNumber);
-	ExecCheckRTPerms(list_make1(rte), true);
+	read = palloc(sizeof(AttrNumber) * (ncols + 1));
+	read[0] = order_columns.id;
+	memcpy(read + 1, cols, sizeof(AttrNumber) * ncols);
+	(void) CheckedOrderRte(rel, RowShareLock, ACL_SELECT | ACL_SELECT_FOR_UPDATE,
+						   ncols + 1, read, 0, NULL);
 
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
@@ -1126,17 +1144,17 @@ LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
 	*tid = slot->tts_tid;
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
-	return true;
 }
 
 /*
  * Move an order this transaction has locked to the state to, and set its
- * allocation policy when one is given.  locked is the TID of the version
- * LockOrderRow locked, or NULL (locked by a statement).  The change is
- * recorded with the given reason, or with the session's orderflow.reason
- * when that is NULL.  The row is updated directly, or by an UPDATE
- * statement in the caller's SPI session when only a statement applies
- * everything (see DirectUpdateApplies).
+ * allocation policy when one is given.  locked is the TID LockOrderRow
+ * returned: the version it locked, or invalid when a statement locked it.
+ * The change is recorded with the given reason, or with the session's
+ * orderflow.reason when that is NULL.  The row is updated directly, or by
+ * an UPDATE statement in the caller's SPI session when it was locked by a
+ * statement or only a statement applies everything (see
+ * DirectUpdateApplies).
  */
 void
 ChangeLockedOrder(int64 order_id, ItemPointer locked, OrderState to,
@@ -1151,7 +1169,7 @@ ChangeLockedOrder(int64 order_id, ItemPointer locked, OrderState to,
 	pending_reason_order = order_id;
 	PG_TRY();
 	{
-		if (!DirectUpdateApplies(rel))
+		if (!ItemPointerIsValid(locked) || !DirectUpdateApplies(rel))
 		{
 			Datum		args[3];
 
@@ -1198,7 +1216,6 @@ order_transition(PG_FUNCTION_ARGS)
 	Datum		value;
 	bool		isnull;
 	ItemPointerData tid;
-	bool		direct;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -1214,18 +1231,16 @@ order_transition(PG_FUNCTION_ARGS)
 	{
 		Oid			argtypes[1] = {INT8OID};
 
-		lock_plan = SPI_prepare("SELECT state FROM orderflow.orders"
-								" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-								1, argtypes);
-		if (lock_plan == NULL || SPI_keepplan(lock_plan) != 0)
-			elog(ERROR, "could not prepare order lock query");
+		lock_plan = PrepareKeptPlan("SELECT state FROM orderflow.orders"
+									" WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+									1, argtypes);
 	}
 
 	/* The order, locked: directly, or by the statement when only it applies. */
 	rel = table_open(OrderflowRelid("orders", false), RowShareLock);
 	EnsureColumns(rel);
-	direct = LockOrderRow(rel, order_id, LockTupleExclusive, 1, &order_columns.state,
-						  &value, &isnull, &tid, lock_plan);
+	LockOrderRow(rel, order_id, LockTupleExclusive, 1, &order_columns.state,
+				 &value, &isnull, &tid, lock_plan);
 	table_close(rel, NoLock);
 	current = DatumGetOrderState(value);
 
@@ -1238,7 +1253,7 @@ order_transition(PG_FUNCTION_ARGS)
 				 errdetail("Another transaction may have moved the order first.")));
 
 	if (current != to)
-		ChangeLockedOrder(order_id, direct ? &tid : NULL, to, NULL,
+		ChangeLockedOrder(order_id, &tid, to, NULL,
 						  PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
 
 	SPI_finish();
