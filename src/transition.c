@@ -32,7 +32,9 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
+#include "pgstat.h"
 #include "rewrite/prs2lock.h"
 #include "rewrite/rewriteManip.h"
 #include "tcop/utility.h"
@@ -83,7 +85,7 @@ static GraphCache graph = {false};
 static OrderColumns order_columns = {InvalidOid};
 static bool callback_registered = false;
 static uint64 cache_generation = 1;
-static uint64 functions_generation = 1;
+static uint64 rules_generation = 1;
 
 /* Further tables whose invalidation moves the cache generation. */
 #define MAX_WATCHED 8
@@ -148,14 +150,16 @@ ForgetStampedEvents(XactEvent event, void *arg)
 }
 
 /*
- * A function changed: the planned CHECK and WHEN expressions of orders
- * (SetOrderRules) may have inlined it.  Nothing else needs rebuilding: saved
- * plans follow function changes by themselves.
+ * A function, a role or a role's membership changed: the planned CHECK and
+ * WHEN expressions of orders (SetOrderRules) may have inlined the function,
+ * and their compiled forms were checked for the right to execute what they
+ * call.  Nothing else needs rebuilding: saved plans follow function changes
+ * by themselves, and check privileges when they run.
  */
 static void
-FunctionsChanged(Datum arg, int cacheid, uint32 hashvalue)
+RulesInputsChanged(Datum arg, int cacheid, uint32 hashvalue)
 {
-	functions_generation++;
+	rules_generation++;
 }
 
 static void
@@ -164,7 +168,9 @@ EnsureCallback(void)
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(GraphInvalidate, (Datum) 0);
-		CacheRegisterSyscacheCallback(PROCOID, FunctionsChanged, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, RulesInputsChanged, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, RulesInputsChanged, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, RulesInputsChanged, (Datum) 0);
 		RegisterXactCallback(ForgetStampedEvents, NULL);
 		callback_registered = true;
 	}
@@ -745,27 +751,42 @@ OrderUpdatePlan(bool with_policy)
  * the catalogs and planned once per backend for the fast path of
  * ChangeLockedOrder (an UPDATE statement parses and plans them again for
  * every statement).  Rebuilt after any change to the table (the cache
- * generation moves) or to a function (functions_generation moves).  Each
- * update compiles its own executable
- * form of them, in its executor state, as the executor would; compiling
- * reads the planned trees and keeps pointers into them, so trees replaced
- * while an update runs (a nested one rebuilt them) are kept until no
- * update runs.
+ * generation moves) or to a function (rules_generation moves).
+ *
+ * Their executable forms are compiled once too, and serve every update
+ * that runs alone, when the trees hold only nodes whose compiled form keeps
+ * nothing of the executor state that first evaluated it (RulesReusable).
+ * An update nested in another one (a CHECK's function moved an order, say)
+ * may run while the outer one evaluates them, so it compiles its own, in
+ * its executor state, as the executor would; so does every update when the
+ * trees hold other nodes.  Compiled forms keep pointers into the trees, so
+ * trees replaced while an update runs (a nested one rebuilt them) are kept
+ * until no update runs.  The kept compiled forms are dropped when an error
+ * interrupts the update using them: a function they call may have been
+ * stopped halfway (a SQL function's running query, say), and a savepoint
+ * may let the transaction go on.
  */
 typedef struct OrderRuleCache
 {
 	uint64		generation;		/* 0: not built */
-	uint64		functions;		/* functions_generation when built */
+	uint64		functions;		/* rules_generation when built */
 	MemoryContext cxt;
 	int			ncheck;
 	Expr	  **checks;			/* in table order */
 	int			ntrig;
 	List	  **whens;			/* by trigger position; NIL: no WHEN */
+	Oid			user;			/* user they were planned for */
+	int			track_functions;	/* track_functions when built */
+	bool		reusable;		/* compiled forms may outlive an update */
+	MemoryContext states_cxt;	/* child of cxt holding the kept compiled */
+	ExprState **check_states;	/* forms (NULL until first compiled) */
+	ExprState **when_states;
 } OrderRuleCache;
 
 static OrderRuleCache order_rules;
 static int	order_rules_in_use = 0; /* direct updates running */
 static List *retired_rules = NIL;	/* contexts of replaced trees */
+static bool kept_rules_running = false; /* an update uses the kept forms */
 
 /* One more direct update uses the planned trees. */
 static void
@@ -774,11 +795,24 @@ OrderRulesAcquire(void)
 	order_rules_in_use++;
 }
 
-/* One direct update less; with none left, replaced trees are freed. */
+/*
+ * One direct update less; with none left, replaced trees are freed.  When
+ * the update that used the kept compiled forms did not finish (an error
+ * interrupts it), they are dropped.
+ */
 static void
 OrderRulesRelease(void)
 {
 	Assert(order_rules_in_use > 0);
+	if (order_rules_in_use == 1 && kept_rules_running)
+	{
+		kept_rules_running = false;
+		if (order_rules.states_cxt != NULL)
+			MemoryContextDelete(order_rules.states_cxt);
+		order_rules.states_cxt = NULL;
+		order_rules.check_states = NULL;
+		order_rules.when_states = NULL;
+	}
 	if (--order_rules_in_use > 0)
 		return;
 	while (retired_rules != NIL)
@@ -788,6 +822,83 @@ OrderRulesRelease(void)
 		retired_rules = list_delete_first(retired_rules);
 		MemoryContextDelete(cxt);
 	}
+}
+
+/*
+ * Whether a compiled form of the node can serve any number of evaluations,
+ * in any executor state.  Only node types known to keep nothing of the
+ * state they were first evaluated in are accepted: whole-row variables and
+ * row-type conversions, say, keep memory of that state, and domain checks
+ * would not follow changes to the domain.
+ */
+static bool
+RuleNodeUnsafe(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_Var:
+			if (((Var *) node)->varattno <= 0)
+				return true;
+			break;
+		case T_ScalarArrayOpExpr:
+			if (OidIsValid(((ScalarArrayOpExpr *) node)->hashfuncid))
+				return true;
+			break;
+		case T_NullTest:
+			if (((NullTest *) node)->argisrow)
+				return true;
+			break;
+		case T_Const:
+		case T_FuncExpr:
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:
+		case T_BoolExpr:
+		case T_BooleanTest:
+		case T_RelabelType:
+		case T_CoerceViaIO:
+		case T_CaseExpr:
+		case T_CaseWhen:
+		case T_CaseTestExpr:
+		case T_CoalesceExpr:
+		case T_MinMaxExpr:
+		case T_ArrayExpr:
+		case T_List:
+			break;
+		default:
+			return true;
+	}
+	return expression_tree_walker(node, RuleNodeUnsafe, context);
+}
+
+/* Whether every planned tree of order_rules passes RuleNodeUnsafe. */
+static bool
+RulesReusable(void)
+{
+	for (int i = 0; i < order_rules.ncheck; i++)
+		if (RuleNodeUnsafe((Node *) order_rules.checks[i], NULL))
+			return false;
+	for (int i = 0; i < order_rules.ntrig; i++)
+		if (RuleNodeUnsafe((Node *) order_rules.whens[i], NULL))
+			return false;
+	return true;
+}
+
+/*
+ * Compile the planned trees of order_rules into checks (one per CHECK
+ * constraint) and whens (one per trigger; left alone for a trigger with no
+ * WHEN), in the current memory context.
+ */
+static void
+CompileOrderRules(ExprState **checks, ExprState **whens)
+{
+	for (int i = 0; i < order_rules.ncheck; i++)
+		checks[i] = ExecInitExpr(order_rules.checks[i], NULL);
+	for (int i = 0; i < order_rules.ntrig; i++)
+		if (order_rules.whens[i] != NIL)
+			whens[i] = ExecInitQual(order_rules.whens[i], NULL);
 }
 
 /*
@@ -805,12 +916,14 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 	MemoryContext old;
 
 	if (order_rules.generation != OrderflowCacheGeneration() ||
-		order_rules.functions != functions_generation ||
-		order_rules.ncheck != ncheck || order_rules.ntrig != ntrig)
+		order_rules.functions != rules_generation ||
+		order_rules.ncheck != ncheck || order_rules.ntrig != ntrig ||
+		order_rules.user != GetUserId() ||
+		order_rules.track_functions != pgstat_track_functions)
 	{
 		/* Invalidations that arrive while building make it stale again. */
 		uint64		generation = OrderflowCacheGeneration();
-		uint64		functions = functions_generation;
+		uint64		functions = rules_generation;
 
 		if (order_rules.cxt != NULL && order_rules_in_use > 1)
 		{
@@ -828,6 +941,9 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 		else
 			MemoryContextReset(order_rules.cxt);
 		order_rules.generation = 0;
+		order_rules.states_cxt = NULL;	/* gone with its parent */
+		order_rules.check_states = NULL;
+		order_rules.when_states = NULL;
 		old = MemoryContextSwitchTo(order_rules.cxt);
 		order_rules.checks = palloc0(sizeof(Expr *) * Max(ncheck, 1));
 		for (int i = 0; i < ncheck; i++)
@@ -848,20 +964,52 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 		MemoryContextSwitchTo(old);
 		order_rules.ncheck = ncheck;
 		order_rules.ntrig = ntrig;
+		order_rules.user = GetUserId();
+		order_rules.track_functions = pgstat_track_functions;
+		order_rules.reusable = RulesReusable();
 		order_rules.generation = generation;
 		order_rules.functions = functions;
 	}
 
+	if (order_rules.reusable && order_rules_in_use == 1)
+	{
+		/*
+		 * The only update running: the kept compiled forms serve it.  They
+		 * are compiled in a context of this update's, which joins the cache
+		 * once all is compiled (compiling checks the right to execute each
+		 * function called, and may fail).
+		 */
+		if (order_rules.check_states == NULL)
+		{
+			MemoryContext states = AllocSetContextCreate(estate->es_query_cxt,
+														 "orderflow compiled order rules",
+														 ALLOCSET_SMALL_SIZES);
+			ExprState **checks;
+			ExprState **whens;
+
+			old = MemoryContextSwitchTo(states);
+			checks = palloc0(sizeof(ExprState *) * Max(ncheck, 1));
+			whens = palloc0(sizeof(ExprState *) * Max(ntrig, 1));
+			CompileOrderRules(checks, whens);
+			MemoryContextSwitchTo(old);
+			MemoryContextSetParent(states, order_rules.cxt);
+			order_rules.states_cxt = states;
+			order_rules.when_states = whens;
+			order_rules.check_states = checks;
+		}
+		if (ncheck > 0)
+			rri->ri_ConstraintExprs = order_rules.check_states;
+		if (ntrig > 0)
+			memcpy(rri->ri_TrigWhenExprs, order_rules.when_states,
+				   sizeof(ExprState *) * ntrig);
+		kept_rules_running = true;
+		return;
+	}
+
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	if (ncheck > 0)
-	{
-		rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * ncheck);
-		for (int i = 0; i < ncheck; i++)
-			rri->ri_ConstraintExprs[i] = ExecInitExpr(order_rules.checks[i], NULL);
-	}
-	for (int i = 0; i < ntrig; i++)
-		if (order_rules.whens[i] != NIL)
-			rri->ri_TrigWhenExprs[i] = ExecInitQual(order_rules.whens[i], NULL);
+		rri->ri_ConstraintExprs = palloc0(sizeof(ExprState *) * ncheck);
+	CompileOrderRules(rri->ri_ConstraintExprs, rri->ri_TrigWhenExprs);
 	MemoryContextSwitchTo(old);
 }
 
@@ -982,6 +1130,8 @@ DirectOrderUpdate(Relation rel, int64 order_id, ItemPointer locked,
 	AfterTriggerBeginQuery();
 	ExecSimpleRelationUpdate(rri, estate, &epqstate, oldslot, newslot);
 	AfterTriggerEndQuery(estate);
+	if (order_rules_in_use == 1)
+		kept_rules_running = false; /* evaluated to the end */
 
 	EvalPlanQualEnd(&epqstate);
 	ExecCloseResultRelations(estate);
