@@ -295,3 +295,28 @@ COMMIT;
 SELECT id - :o5 AS order_offset, state FROM orders WHERE id IN (:o5, :o6, :o7) ORDER BY id;
 ALTER TABLE orders DROP CONSTRAINT note_check;
 DROP FUNCTION public.note_check(text);
+
+-- The shop's consent to split shipments is read as the extension, like
+-- the warehouses: a role that may allocate an order but not read shops
+-- gets the shop's answer.
+CREATE ROLE order_allocator BYPASSRLS;
+GRANT USAGE ON SCHEMA orderflow TO order_allocator;
+GRANT SELECT (id, state, allocation_policy, allow_split, order_no, shop_id),
+	UPDATE (state, allocation_policy) ON orders TO order_allocator;
+GRANT SELECT ON transitions, initial_states TO order_allocator;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA orderflow TO order_allocator;
+UPDATE shops SET allow_split = true WHERE id = current_setting('my.shop')::bigint;
+SELECT pg_temp.new_order('UP-8', 99) AS o8 \gset
+SELECT available('UP-INK', 'UP-W1') AS ink_before \gset
+SET ROLE order_allocator;
+SELECT requested, allocated, outcome FROM allocate(:o8, 'split');
+RESET ROLE;
+SELECT state, allocation_policy, available('UP-INK', 'UP-W1') = 0 AS ink_all_held
+  FROM orders WHERE id = :o8;
+SELECT transition(:o8, 'cancelled', 'test over') AS left_state;
+SELECT available('UP-INK', 'UP-W1') = :ink_before AS ink_back;
+UPDATE shops SET allow_split = false WHERE id = current_setting('my.shop')::bigint;
+REVOKE ALL ON orders, transitions, initial_states FROM order_allocator;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA orderflow FROM order_allocator;
+REVOKE USAGE ON SCHEMA orderflow FROM order_allocator;
+DROP ROLE order_allocator;

@@ -324,17 +324,26 @@ LockOrder(int64 order_id, AllocOrder *o)
 	ReadWarehouses(o);
 }
 
-/* Whether the order may ship in several parcels: its own say, else its shop's. */
+/*
+ * Whether the order may ship in several parcels: its own say, else its
+ * shop's.  The caller may see the order, and so what its shop allows; the
+ * shop is read as the extension, like the warehouses.
+ */
 static bool
 SplitConsent(AllocOrder *o)
 {
 	Datum		args[1] = {Int64GetDatum(o->shop_id)};
+	SavedUser	saved_user;
 	bool		isnull;
 	Datum		d;
+	int			ret;
 
 	if (!o->consent_unset)
 		return o->consent;
-	if (SPI_execute_plan(consent_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+	BecomeExtensionOwner(&saved_user);
+	ret = SPI_execute_plan(consent_plan, args, NULL, true, 1);
+	RestoreUser(&saved_user);
+	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "shop query failed");
 	if (SPI_processed == 0)
 		return false;
