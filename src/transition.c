@@ -751,7 +751,9 @@ OrderUpdatePlan(bool with_policy)
  * the catalogs and planned once per backend for the fast path of
  * ChangeLockedOrder (an UPDATE statement parses and plans them again for
  * every statement).  Rebuilt after any change to the table (the cache
- * generation moves) or to a function (rules_generation moves).
+ * generation moves), to a function, a role or a role membership
+ * (rules_generation moves), for another user, and when track_functions
+ * changes.
  *
  * Their executable forms are compiled once too, and serve every update
  * that runs alone, when the trees hold only nodes whose compiled form keeps
@@ -941,7 +943,7 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 		else
 			MemoryContextReset(order_rules.cxt);
 		order_rules.generation = 0;
-		order_rules.states_cxt = NULL;	/* gone with its parent */
+		order_rules.states_cxt = NULL;	/* reset or retired with its parent */
 		order_rules.check_states = NULL;
 		order_rules.when_states = NULL;
 		old = MemoryContextSwitchTo(order_rules.cxt);
