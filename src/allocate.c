@@ -261,8 +261,6 @@ ReadWarehouses(AllocOrder *o)
 	if (warehouse_codes == NULL || warehouses_generation != OrderflowCacheGeneration())
 	{
 		MemoryContext old;
-		SavedUser	saved_user;
-		int			ret;
 
 		if (warehouses_cxt == NULL)
 			warehouses_cxt = AllocSetContextCreate(TopMemoryContext,
@@ -270,11 +268,7 @@ ReadWarehouses(AllocOrder *o)
 												   ALLOCSET_SMALL_SIZES);
 		MemoryContextReset(warehouses_cxt);
 		warehouse_codes = NULL;
-		BecomeExtensionOwner(&saved_user);
-		ret = SPI_execute_plan(warehouses_plan, NULL, NULL, true, 0);
-		RestoreUser(&saved_user);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "warehouse query failed");
+		ReadAsExtensionOwner(warehouses_plan, NULL, 0, "warehouse");
 		old = MemoryContextSwitchTo(warehouses_cxt);
 		nwarehouse_codes = (int) SPI_processed;
 		warehouse_codes = palloc(sizeof(char *) * (nwarehouse_codes + 1));
@@ -333,18 +327,12 @@ static bool
 SplitConsent(AllocOrder *o)
 {
 	Datum		args[1] = {Int64GetDatum(o->shop_id)};
-	SavedUser	saved_user;
 	bool		isnull;
 	Datum		d;
-	int			ret;
 
 	if (!o->consent_unset)
 		return o->consent;
-	BecomeExtensionOwner(&saved_user);
-	ret = SPI_execute_plan(consent_plan, args, NULL, true, 1);
-	RestoreUser(&saved_user);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "shop query failed");
+	ReadAsExtensionOwner(consent_plan, args, 1, "shop");
 	if (SPI_processed == 0)
 		return false;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

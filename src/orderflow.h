@@ -99,10 +99,12 @@ typedef struct SavedUser
 
 extern void BecomeExtensionOwner(SavedUser *saved);
 extern void RestoreUser(const SavedUser *saved);
+struct _SPI_plan;
+extern void ReadAsExtensionOwner(struct _SPI_plan *plan, Datum *args, long count,
+								 const char *what);
 extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
 extern void OrderflowWatchRelation(Oid relid);
-struct _SPI_plan;
 extern void LockOrderRow(Relation rel, int64 order_id, LockTupleMode mode, int ncols,
 						 const AttrNumber *cols, Datum *values, bool *isnull,
 						 ItemPointer tid, struct _SPI_plan *statement);

@@ -380,6 +380,24 @@ RestoreUser(const SavedUser *saved)
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 }
 
+/*
+ * Run a saved read-only plan as the extension's owner, for reads the caller
+ * may rely on whatever it may read itself; at most count rows (0: all) are
+ * left in SPI_tuptable.  what names the query in the error if it fails.
+ */
+void
+ReadAsExtensionOwner(SPIPlanPtr plan, Datum *args, long count, const char *what)
+{
+	SavedUser	saved_user;
+	int			ret;
+
+	BecomeExtensionOwner(&saved_user);
+	ret = SPI_execute_plan(plan, args, NULL, true, count);
+	RestoreUser(&saved_user);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "%s query failed", what);
+}
+
 Oid
 HistoryRelid(void)
 {
@@ -771,7 +789,7 @@ OrderUpdatePlan(bool with_policy)
 typedef struct OrderRuleCache
 {
 	uint64		generation;		/* 0: not built */
-	uint64		functions;		/* rules_generation when built */
+	uint64		rules;			/* rules_generation when built */
 	MemoryContext cxt;
 	int			ncheck;
 	Expr	  **checks;			/* in table order */
@@ -918,14 +936,14 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 	MemoryContext old;
 
 	if (order_rules.generation != OrderflowCacheGeneration() ||
-		order_rules.functions != rules_generation ||
+		order_rules.rules != rules_generation ||
 		order_rules.ncheck != ncheck || order_rules.ntrig != ntrig ||
 		order_rules.user != GetUserId() ||
 		order_rules.track_functions != pgstat_track_functions)
 	{
 		/* Invalidations that arrive while building make it stale again. */
 		uint64		generation = OrderflowCacheGeneration();
-		uint64		functions = rules_generation;
+		uint64		rules = rules_generation;
 
 		if (order_rules.cxt != NULL && order_rules_in_use > 1)
 		{
@@ -970,7 +988,7 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 		order_rules.track_functions = pgstat_track_functions;
 		order_rules.reusable = RulesReusable();
 		order_rules.generation = generation;
-		order_rules.functions = functions;
+		order_rules.rules = rules;
 	}
 
 	if (order_rules.reusable && order_rules_in_use == 1)
