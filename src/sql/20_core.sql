@@ -127,7 +127,6 @@ CREATE TABLE orderflow.skus (
 	name text NOT NULL,
 	unit_price numeric(14,2) NOT NULL CHECK (unit_price OPERATOR(pg_catalog.>=) 0),
 	attrs jsonb NOT NULL DEFAULT '{}',
-	active boolean NOT NULL DEFAULT true,
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE orderflow.skus IS 'stock-keeping units';
@@ -136,7 +135,6 @@ COMMENT ON COLUMN orderflow.skus.id IS 'SKU id, as lots, stock movements, balanc
 COMMENT ON COLUMN orderflow.skus.code IS 'our SKU code, the natural key order lines, SKU mappings and stock functions use; never changes (OF009)';
 COMMENT ON COLUMN orderflow.skus.name IS 'product name (copied onto substitution lines)';
 COMMENT ON COLUMN orderflow.skus.unit_price IS 'list price per unit; orderflow.substitute_line charges it unless given a price';
-COMMENT ON COLUMN orderflow.skus.active IS 'false for a retired SKU (codes never change: a replacement gets a new code)';
 COMMENT ON COLUMN orderflow.skus.created_at IS 'when the SKU was added';
 
 -- The transition graph.  A DBA may add or remove rows; every backend sees
