@@ -37,6 +37,7 @@
 #define ERRCODE_OF_ORDER_NOT_ALLOCATABLE	MAKE_SQLSTATE('O','F','0','2','2')
 #define ERRCODE_OF_INSUFFICIENT_STOCK		MAKE_SQLSTATE('O','F','0','2','3')
 #define ERRCODE_OF_PREPARED_RESERVATION		MAKE_SQLSTATE('O','F','0','2','4')
+#define ERRCODE_OF_ADJUSTMENT_NOT_FOUND		MAKE_SQLSTATE('O','F','0','2','5')
 
 /* Intake and jobs (raised from src/sql/50_intake.sql and 60_jobs.sql). */
 #define ERRCODE_OF_INVALID_PAYLOAD			MAKE_SQLSTATE('O','F','0','3','0')

@@ -251,7 +251,7 @@ BEGIN
 	IF NEW.code OPERATOR(pg_catalog.<>) OLD.code THEN
 		RAISE EXCEPTION 'the code of % "%" cannot be changed', TG_ARGV[0], OLD.code
 			USING ERRCODE = 'OF009',
-				  HINT = 'Create a new one and retire the old one instead.';
+				  HINT = 'Create a new one with the new code.';
 	END IF;
 	RETURN NEW;
 END

@@ -431,6 +431,65 @@ CREATE TRIGGER order_adjustments_guard
 COMMENT ON TRIGGER order_adjustments_guard ON orderflow.order_adjustments IS
 	'refund records are written only by orderflow.cancel_line and orderflow.substitute_line';
 
+-- Once written, a refund record changes only by being settled, once: its
+-- settled_at goes from NULL to a time, and nothing else moves.
+CREATE FUNCTION orderflow.adjustment_settle_guard() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF OLD.settled_at IS NOT NULL THEN
+		RAISE EXCEPTION 'refund record % is already settled', OLD.id
+			USING ERRCODE = 'OF012';
+	ELSIF NEW.settled_at IS NULL
+		  OR (NEW.id, NEW.order_id, NEW.line_no, NEW.kind, NEW.amount, NEW.reason, NEW.created_at)
+			 IS DISTINCT FROM
+			 (OLD.id, OLD.order_id, OLD.line_no, OLD.kind, OLD.amount, OLD.reason, OLD.created_at) THEN
+		RAISE EXCEPTION 'refund record % changes only by being settled', OLD.id
+			USING ERRCODE = 'OF012',
+				  HINT = 'Use orderflow.settle_adjustment().';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION orderflow.adjustment_settle_guard() IS
+	'row trigger: a refund record changes only by having its settled_at set, once (OF012)';
+CREATE TRIGGER order_adjustments_settle_guard
+	BEFORE UPDATE ON orderflow.order_adjustments
+	FOR EACH ROW EXECUTE FUNCTION orderflow.adjustment_settle_guard();
+COMMENT ON TRIGGER order_adjustments_settle_guard ON orderflow.order_adjustments IS
+	'refund records are settled once and otherwise never change';
+
+CREATE FUNCTION orderflow.settle_adjustment(adjustment_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_settled timestamptz;
+BEGIN
+	IF settle_adjustment.adjustment_id IS NULL THEN
+		RAISE EXCEPTION 'refund record id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT a.settled_at INTO v_settled
+	  FROM orderflow.order_adjustments a
+	 WHERE a.id OPERATOR(pg_catalog.=) settle_adjustment.adjustment_id
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'refund record % does not exist', settle_adjustment.adjustment_id
+			USING ERRCODE = 'OF025';
+	END IF;
+	IF v_settled IS NOT NULL THEN
+		RAISE NOTICE 'refund record % is already settled; nothing to settle',
+			settle_adjustment.adjustment_id;
+		RETURN false;
+	END IF;
+	UPDATE orderflow.order_adjustments a SET settled_at = pg_catalog.now()
+	 WHERE a.id OPERATOR(pg_catalog.=) settle_adjustment.adjustment_id;
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION orderflow.settle_adjustment(bigint) IS
+	'marks a refund record settled with the buyer (settled_at = now()); true when it was outstanding, false (with a notice) when it was already settled';
+
 CREATE TRIGGER orders_amounts_guard
 	BEFORE UPDATE OF goods_amount, discount_amount, shipping_fee, total_amount, paid_amount
 	ON orderflow.orders

@@ -141,6 +141,9 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.counter_drift(bigint, bigint)
 TO orderflow_auditor, orderflow_operator, orderflow_warehouse;
 GRANT INSERT ON orderflow.order_adjustments TO orderflow_operator, orderflow_warehouse;
+-- Customer service settles refunds with the buyer.
+GRANT UPDATE (settled_at) ON orderflow.order_adjustments TO orderflow_operator;
+GRANT EXECUTE ON FUNCTION orderflow.settle_adjustment(bigint) TO orderflow_operator;
 GRANT USAGE ON SEQUENCE orderflow.order_adjustments_id_seq TO orderflow_operator, orderflow_warehouse;
 GRANT UPDATE (allocation_policy, total_amount, goods_amount) ON orderflow.orders TO orderflow_warehouse;
 GRANT UPDATE (cancelled_qty) ON orderflow.order_lines TO orderflow_warehouse;
