@@ -432,31 +432,33 @@ COMMENT ON TRIGGER order_adjustments_guard ON orderflow.order_adjustments IS
 	'refund records are written only by orderflow.cancel_line and orderflow.substitute_line';
 
 -- Once written, a refund record changes only by being settled, once: its
--- settled_at goes from NULL to a time, and nothing else moves.
+-- settled_at goes from NULL to the time of settling (the transaction's
+-- start, as now() gives it), and nothing else moves.
 CREATE FUNCTION orderflow.adjustment_settle_guard() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF OLD.settled_at IS NOT NULL THEN
 		RAISE EXCEPTION 'refund record % is already settled', OLD.id
 			USING ERRCODE = 'OF012';
-	ELSIF NEW.settled_at IS NULL
+	ELSIF NEW.settled_at IS DISTINCT FROM pg_catalog.now()
 		  OR (NEW.id, NEW.order_id, NEW.line_no, NEW.kind, NEW.amount, NEW.reason, NEW.created_at)
 			 IS DISTINCT FROM
 			 (OLD.id, OLD.order_id, OLD.line_no, OLD.kind, OLD.amount, OLD.reason, OLD.created_at) THEN
-		RAISE EXCEPTION 'refund record % changes only by being settled', OLD.id
+		RAISE EXCEPTION 'refund record % changes only by being settled now', OLD.id
 			USING ERRCODE = 'OF012',
+				  DETAIL = 'Its settled_at is set once, to the time of settling; nothing else changes.',
 				  HINT = 'Use orderflow.settle_adjustment().';
 	END IF;
 	RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION orderflow.adjustment_settle_guard() IS
-	'row trigger: a refund record changes only by having its settled_at set, once (OF012)';
+	'row trigger: a refund record changes only by having its settled_at set to now(), once (OF012)';
 CREATE TRIGGER order_adjustments_settle_guard
 	BEFORE UPDATE ON orderflow.order_adjustments
 	FOR EACH ROW EXECUTE FUNCTION orderflow.adjustment_settle_guard();
 COMMENT ON TRIGGER order_adjustments_settle_guard ON orderflow.order_adjustments IS
-	'refund records are settled once and otherwise never change';
+	'refund records are settled once, at the time of settling, and otherwise never change';
 
 CREATE FUNCTION orderflow.settle_adjustment(adjustment_id bigint)
 RETURNS boolean
@@ -488,7 +490,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION orderflow.settle_adjustment(bigint) IS
-	'marks a refund record settled with the buyer (settled_at = now()); true when it was outstanding, false (with a notice) when it was already settled';
+	'marks a refund or charge record (order_adjustments) settled with the buyer (settled_at = now()); true when it was outstanding, false (with a notice) when it was already settled';
 
 CREATE TRIGGER orders_amounts_guard
 	BEFORE UPDATE OF goods_amount, discount_amount, shipping_fee, total_amount, paid_amount

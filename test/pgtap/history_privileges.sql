@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(90);
+SELECT plan(91);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -357,7 +357,8 @@ SELECT results_eq(
 RESET ROLE;
 
 -- Settling that refund: tenant B cannot see it (OF025), warehouse staff
--- may not settle, tenant A settles it once, and nobody changes it after.
+-- may not settle, tenant A settles it once (now, not backdated), and
+-- nobody changes it after.
 CREATE TEMP TABLE tap_refund AS
 SELECT a.id FROM orderflow.order_adjustments a
  WHERE a.order_id = (SELECT find_order(shop_a, 'TAP-A-4') FROM tap_ids);
@@ -369,17 +370,20 @@ RESET ROLE;
 SET ROLE tap_warehouse;
 SELECT throws_ok($$SELECT orderflow.settle_adjustment(id) FROM tap_refund$$, '42501', NULL,
 				 'warehouse staff cannot settle refunds');
+SELECT throws_ok($$UPDATE orderflow.order_adjustments SET settled_at = now() WHERE id = (SELECT id FROM tap_refund)$$,
+				 '42501', NULL, '... nor mark one settled directly');
 RESET ROLE;
-SELECT is((SELECT settled_at FROM orderflow.order_adjustments WHERE id = (SELECT id FROM tap_refund)),
-		  NULL::timestamptz, 'the refund is still outstanding after both refusals');
 SET ROLE tap_tenant_a;
+SELECT throws_ok($$UPDATE orderflow.order_adjustments SET settled_at = now() - interval '1 day'
+				   WHERE id = (SELECT id FROM tap_refund)$$,
+				 'OF012', NULL, 'tenant A cannot mark its refund settled at another time than now');
 SELECT is(orderflow.settle_adjustment(id), true, 'tenant A settles its refund') FROM tap_refund;
 SELECT is(orderflow.settle_adjustment(id), false, '... and a second call settles nothing') FROM tap_refund;
 SELECT throws_ok($$UPDATE orderflow.order_adjustments SET settled_at = NULL WHERE id = (SELECT id FROM tap_refund)$$,
 				 'OF012', NULL, 'tenant A cannot mark the refund outstanding again');
 RESET ROLE;
 SELECT throws_ok($$UPDATE orderflow.order_adjustments SET amount = 1 WHERE id = (SELECT id FROM tap_refund)$$,
-				 'OF012', NULL, 'nor can the owner change a settled refund');
+				 'OF012', NULL, 'nor can a superuser change a settled refund');
 
 SET ROLE tap_tenant_b;
 SELECT results_eq(
