@@ -112,6 +112,11 @@ SELECT expire_unpaid() AS cancelled_unpaid;
 SELECT available('POT-ZISHA', 'NB') AS pots_before_cancel;
 SELECT transition(id, 'cancelled', 'buyer cancelled') FROM orders WHERE order_no = '3300123456789';
 SELECT available('POT-ZISHA', 'NB') AS pots_after_cancel;
+\echo 'The Tmall buyer had paid: the refund due is recorded, and customer service settles it once paid back:'
+SELECT a.kind, a.amount, a.reason FROM order_adjustments a JOIN orders o ON o.id = a.order_id
+ WHERE o.order_no = '3300123456789';
+SELECT settle_adjustment(a.id) AS settled FROM order_adjustments a JOIN orders o ON o.id = a.order_id
+ WHERE o.order_no = '3300123456789';
 
 \echo
 \echo '== Where every order ended'
