@@ -80,13 +80,23 @@ BEGIN;
 SET LOCAL lock_timeout = '50ms';
 SAVEPOINT before_load;
 \set VERBOSITY terse
-SELECT available('SK-LATE', 'SK-W1');
+SELECT reserve('SK-LATE', 'SK-W1', 1);
 \set VERBOSITY default
 ROLLBACK TO SAVEPOINT before_load;
 COMMIT;
 COMMIT PREPARED 'stock-locker';
-SELECT available('SK-LATE', 'SK-W1') AS loaded;
+SELECT reserve('SK-LATE', 'SK-W1', 1) AS none_there, available('SK-LATE', 'SK-W1') AS loaded;
 SELECT c.state FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.code = 'SK-LATE';
+
+-- Asking takes no counter: available() answers for a SKU and warehouse
+-- without a counter from the durable records (a catalog that asks for
+-- every SKU does not fill orderflow.max_stock_counters).  A reservation
+-- takes one.
+SELECT add_sku('SK-BROWSE', 'Browsed SKU', 1.00) > 0 AS sku;
+SELECT available('SK-BROWSE', 'SK-W1') AS in_w1, available('SK-BROWSE') AS everywhere;
+SELECT count(*) AS counters FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.code = 'SK-BROWSE';
+SELECT reserve('SK-BROWSE', 'SK-W1', 1) AS none_there;
+SELECT c.state FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.code = 'SK-BROWSE';
 
 -- Release gives a hold back once; the second call says so.
 SELECT reserve('SK-TEA', 'SK-W1', 2, 'cart-2') AS r2 \gset

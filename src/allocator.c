@@ -737,10 +737,13 @@ CheckCode(const char *kind, const char *code)
 
 /*
  * The counter of a SKU and warehouse given by code, created (not loaded)
- * if needed.  Unknown codes fail with OF007 or OF006.
+ * if needed, or with take_counter false only if it is already in shared
+ * memory: when it is not, NULL is returned and *counter_key says which
+ * counter it would be.  Unknown codes fail with OF007 or OF006.
  */
 static CodeEntry *
-LookupCodes(const char *sku, const char *warehouse)
+ResolveCodes(const char *sku, const char *warehouse, bool take_counter,
+			 StockKey *counter_key)
 {
 	CodeKey		key;
 	CodeEntry  *e;
@@ -748,6 +751,7 @@ LookupCodes(const char *sku, const char *warehouse)
 	StockKey	skey;
 	int64		sku_id;
 	int64		warehouse_id;
+	StockCounter *counter;
 
 	CheckCode("SKU", sku);
 	CheckCode("warehouse", warehouse);
@@ -777,22 +781,24 @@ LookupCodes(const char *sku, const char *warehouse)
 	skey.sku_id = sku_id;
 	skey.warehouse_id = warehouse_id;
 
+	counter = FindCounter(&skey, take_counter);
+	if (counter == NULL)
+	{
+		*counter_key = skey;
+		return NULL;
+	}
 	e = (CodeEntry *) hash_search(code_cache, &key, HASH_ENTER, &found);
 	e->sku_id = sku_id;
 	e->warehouse_id = warehouse_id;
-	e->counter = NULL;
+	e->counter = counter;
 	memset(&e->lots, 0, sizeof(LotList));
-	PG_TRY();
-	{
-		e->counter = FindCounter(&skey, true);
-	}
-	PG_CATCH();
-	{
-		hash_search(code_cache, &key, HASH_REMOVE, NULL);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
 	return e;
+}
+
+static CodeEntry *
+LookupCodes(const char *sku, const char *warehouse)
+{
+	return ResolveCodes(sku, warehouse, true, NULL);
 }
 
 static StockKey
@@ -1753,6 +1759,26 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The quantity of a SKU that can be reserved now in a warehouse: its
+ * counter's, or, for a pair that has no counter in shared memory (nothing
+ * reserved, received or released there since the server started), the
+ * committed quantity from the durable records, as loading the counter
+ * would find it.  Asking takes no counter, so a catalog that asks for
+ * every SKU does not fill orderflow.max_stock_counters.
+ */
+static int64
+AvailableIn(const char *sku, const char *warehouse)
+{
+	StockKey	key;
+	CodeEntry  *e = ResolveCodes(sku, warehouse, false, &key);
+
+	if (e == NULL)
+		return DurableAvailable(&key) - IncomingAtCommit(&key);
+	EnsureLoaded(e->counter);
+	return (int64) pg_atomic_read_u64(&e->counter->available);
+}
+
+/*
  * orderflow.available(sku, warehouse): the quantity that can be reserved
  * now, in one warehouse or (NULL) in all of them.
  */
@@ -1768,12 +1794,7 @@ orderflow_available(PG_FUNCTION_ARGS)
 	sku = TextArg(fcinfo, 0);
 
 	if (!PG_ARGISNULL(1))
-	{
-		CodeEntry  *e = LookupCodes(sku, TextArg(fcinfo, 1));
-
-		EnsureLoaded(e->counter);
-		PG_RETURN_INT64((int64) pg_atomic_read_u64(&e->counter->available));
-	}
+		PG_RETURN_INT64(AvailableIn(sku, TextArg(fcinfo, 1)));
 	else
 	{
 		List	   *codes = NIL;
@@ -1799,12 +1820,7 @@ orderflow_available(PG_FUNCTION_ARGS)
 		}
 		SPI_finish();
 		foreach(lc, codes)
-		{
-			CodeEntry  *e = LookupCodes(sku, (char *) lfirst(lc));
-
-			EnsureLoaded(e->counter);
-			total += (int64) pg_atomic_read_u64(&e->counter->available);
-		}
+			total += AvailableIn(sku, (char *) lfirst(lc));
 		PG_RETURN_INT64(total);
 	}
 }
