@@ -92,10 +92,19 @@ SELECT c.state FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.co
 -- without a counter from the durable records (a catalog that asks for
 -- every SKU does not fill orderflow.max_stock_counters).  A reservation
 -- takes one.
+-- Here the SKU's records are written by hand (as a restore writes them,
+-- before any counter exists), 7 units in SK-W1: available() reads them,
+-- and the counter a reservation then loads agrees.
 SELECT add_sku('SK-BROWSE', 'Browsed SKU', 1.00) > 0 AS sku;
 SELECT available('SK-BROWSE', 'SK-W1') AS in_w1, available('SK-BROWSE') AS everywhere;
+INSERT INTO lots (sku_id, code) SELECT id, '' FROM skus WHERE code = 'SK-BROWSE';
+INSERT INTO stock_movements (sku_id, warehouse_id, bin_id, lot_id, qty, kind)
+SELECT s.id, w.id, b.id, l.id, 7, 'receipt'
+  FROM skus s JOIN lots l ON l.sku_id = s.id, warehouses w JOIN bins b ON b.warehouse_id = w.id
+ WHERE s.code = 'SK-BROWSE' AND w.code = 'SK-W1' AND b.code = 'A-01';
+SELECT available('SK-BROWSE', 'SK-W1') AS in_w1, available('SK-BROWSE') AS everywhere;
 SELECT count(*) AS counters FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.code = 'SK-BROWSE';
-SELECT reserve('SK-BROWSE', 'SK-W1', 1) AS none_there;
+SELECT reserve('SK-BROWSE', 'SK-W1', 8) IS NULL AS not_eight, available('SK-BROWSE', 'SK-W1') AS in_w1;
 SELECT c.state FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.code = 'SK-BROWSE';
 
 -- Release gives a hold back once; the second call says so.

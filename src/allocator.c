@@ -542,15 +542,15 @@ FindCounter(const StockKey *key, bool create)
 }
 
 /*
- * Run a read-only query as the extension's table owner with a snapshot
- * taken now (also in REPEATABLE READ transactions), returning one bigint.
+ * Run a read-only query as the extension's table owner, returning one
+ * bigint; with latest, under a snapshot taken now (also in REPEATABLE READ
+ * transactions).  The plan is prepared once per backend and kept in *plan.
  */
 static int64
-OwnerQueryInt64(const char *sql, int nargs, Oid *argtypes, Datum *args,
-				bool latest)
+OwnerQueryInt64(const char *sql, SPIPlanPtr *plan, int nargs, Oid *argtypes,
+				Datum *args, bool latest)
 {
 	SavedUser	saved_user;
-	SPIPlanPtr	plan;
 	int64		result = 0;
 	bool		isnull;
 	int			rc;
@@ -558,14 +558,13 @@ OwnerQueryInt64(const char *sql, int nargs, Oid *argtypes, Datum *args,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	BecomeExtensionOwner(&saved_user);
-	plan = SPI_prepare(sql, nargs, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", sql);
+	if (*plan == NULL)
+		*plan = PrepareKeptPlan(sql, nargs, argtypes);
 	if (latest)
-		rc = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
+		rc = SPI_execute_snapshot(*plan, args, NULL, GetLatestSnapshot(),
 								  InvalidSnapshot, true, false, 1);
 	else
-		rc = SPI_execute_plan(plan, args, NULL, true, 1);
+		rc = SPI_execute_plan(*plan, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI query failed: %s", sql);
 	if (SPI_processed > 0)
@@ -600,7 +599,9 @@ DurableAvailable(const StockKey *key)
 	Oid			argtypes[2] = {INT8OID, INT8OID};
 	Datum		args[2] = {Int64GetDatum(key->sku_id), Int64GetDatum(key->warehouse_id)};
 
-	return OwnerQueryInt64(durable_available_sql, 2, argtypes, args, true);
+	static SPIPlanPtr plan = NULL;
+
+	return OwnerQueryInt64(durable_available_sql, &plan, 2, argtypes, args, true);
 }
 
 /*
@@ -715,15 +716,20 @@ CurrentIncarnation(void)
 	return cached_incarnation;
 }
 
+/* The id of a SKU (sku true) or warehouse by code; 0 when there is none. */
 static int64
-LookupId(const char *table, const char *code)
+LookupId(bool sku, const char *code)
 {
-	char	   *sql = psprintf("SELECT t.id FROM orderflow.%s t WHERE t.code OPERATOR(pg_catalog.=) $1",
-							   table);
+	static SPIPlanPtr sku_plan = NULL;
+	static SPIPlanPtr warehouse_plan = NULL;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1] = {CStringGetTextDatum(code)};
 
-	return OwnerQueryInt64(sql, 1, argtypes, args, false);
+	if (sku)
+		return OwnerQueryInt64("SELECT t.id FROM orderflow.skus t WHERE t.code OPERATOR(pg_catalog.=) $1",
+							   &sku_plan, 1, argtypes, args, false);
+	return OwnerQueryInt64("SELECT t.id FROM orderflow.warehouses t WHERE t.code OPERATOR(pg_catalog.=) $1",
+						   &warehouse_plan, 1, argtypes, args, false);
 }
 
 static void
@@ -733,72 +739,6 @@ CheckCode(const char *kind, const char *code)
 		ereport(ERROR,
 				(errcode(strcmp(kind, "SKU") == 0 ? ERRCODE_OF_SKU_NOT_FOUND : ERRCODE_OF_WAREHOUSE_NOT_FOUND),
 				 errmsg("%s \"%s\" does not exist", kind, code)));
-}
-
-/*
- * The counter of a SKU and warehouse given by code, created (not loaded)
- * if needed, or with take_counter false only if it is already in shared
- * memory: when it is not, NULL is returned and *counter_key says which
- * counter it would be.  Unknown codes fail with OF007 or OF006.
- */
-static CodeEntry *
-ResolveCodes(const char *sku, const char *warehouse, bool take_counter,
-			 StockKey *counter_key)
-{
-	CodeKey		key;
-	CodeEntry  *e;
-	bool		found;
-	StockKey	skey;
-	int64		sku_id;
-	int64		warehouse_id;
-	StockCounter *counter;
-
-	CheckCode("SKU", sku);
-	CheckCode("warehouse", warehouse);
-	skey.incarnation = CurrentIncarnation();
-
-	memset(&key, 0, sizeof(key));
-	strlcpy(key.sku, sku, sizeof(key.sku));
-	strlcpy(key.warehouse, warehouse, sizeof(key.warehouse));
-	e = (CodeEntry *) hash_search(code_cache, &key, HASH_FIND, NULL);
-	if (e != NULL)
-		return e;
-
-	sku_id = LookupId("skus", sku);
-	if (sku_id == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OF_SKU_NOT_FOUND),
-				 errmsg("SKU \"%s\" does not exist", sku)));
-	warehouse_id = LookupId("warehouses", warehouse);
-	if (warehouse_id == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OF_WAREHOUSE_NOT_FOUND),
-				 errmsg("warehouse \"%s\" does not exist", warehouse)));
-
-	memset(&skey, 0, sizeof(skey));
-	skey.dbid = MyDatabaseId;
-	skey.incarnation = CurrentIncarnation();
-	skey.sku_id = sku_id;
-	skey.warehouse_id = warehouse_id;
-
-	counter = FindCounter(&skey, take_counter);
-	if (counter == NULL)
-	{
-		*counter_key = skey;
-		return NULL;
-	}
-	e = (CodeEntry *) hash_search(code_cache, &key, HASH_ENTER, &found);
-	e->sku_id = sku_id;
-	e->warehouse_id = warehouse_id;
-	e->counter = counter;
-	memset(&e->lots, 0, sizeof(LotList));
-	return e;
-}
-
-static CodeEntry *
-LookupCodes(const char *sku, const char *warehouse)
-{
-	return ResolveCodes(sku, warehouse, true, NULL);
 }
 
 static StockKey
@@ -812,6 +752,65 @@ MakeKey(int64 sku_id, int64 warehouse_id)
 	key.sku_id = sku_id;
 	key.warehouse_id = warehouse_id;
 	return key;
+}
+
+/*
+ * A SKU and warehouse given by code, with their counter: created (not
+ * loaded) if needed, or, with take_counter false, only if it is already in
+ * shared memory (else the entry's counter is NULL).  Unknown codes fail
+ * with OF007 or OF006.
+ */
+static CodeEntry *
+ResolveCodes(const char *sku, const char *warehouse, bool take_counter)
+{
+	CodeKey		key;
+	CodeEntry  *e;
+	bool		found;
+	StockKey	skey;
+	int64		sku_id;
+	int64		warehouse_id;
+
+	CheckCode("SKU", sku);
+	CheckCode("warehouse", warehouse);
+	(void) CurrentIncarnation();
+
+	memset(&key, 0, sizeof(key));
+	strlcpy(key.sku, sku, sizeof(key.sku));
+	strlcpy(key.warehouse, warehouse, sizeof(key.warehouse));
+	e = (CodeEntry *) hash_search(code_cache, &key, HASH_FIND, NULL);
+	if (e == NULL)
+	{
+		sku_id = LookupId(true, sku);
+		if (sku_id == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_SKU_NOT_FOUND),
+					 errmsg("SKU \"%s\" does not exist", sku)));
+		warehouse_id = LookupId(false, warehouse);
+		if (warehouse_id == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OF_WAREHOUSE_NOT_FOUND),
+					 errmsg("warehouse \"%s\" does not exist", warehouse)));
+
+		/* The lookups may have made the cache start over: enter it now. */
+		(void) CurrentIncarnation();
+		e = (CodeEntry *) hash_search(code_cache, &key, HASH_ENTER, &found);
+		e->sku_id = sku_id;
+		e->warehouse_id = warehouse_id;
+		e->counter = NULL;
+		memset(&e->lots, 0, sizeof(LotList));
+	}
+	if (e->counter == NULL)
+	{
+		skey = MakeKey(e->sku_id, e->warehouse_id);
+		e->counter = FindCounter(&skey, take_counter);
+	}
+	return e;
+}
+
+static CodeEntry *
+LookupCodes(const char *sku, const char *warehouse)
+{
+	return ResolveCodes(sku, warehouse, true);
 }
 
 /*
@@ -1760,8 +1759,8 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 
 /*
  * The quantity of a SKU that can be reserved now in a warehouse: its
- * counter's, or, for a pair that has no counter in shared memory (nothing
- * reserved, received or released there since the server started), the
+ * counter's, or, for a pair that has no counter in shared memory (no
+ * stock function but this one touched it since the server started), the
  * committed quantity from the durable records, as loading the counter
  * would find it.  Asking takes no counter, so a catalog that asks for
  * every SKU does not fill orderflow.max_stock_counters.
@@ -1769,13 +1768,25 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 static int64
 AvailableIn(const char *sku, const char *warehouse)
 {
-	StockKey	key;
-	CodeEntry  *e = ResolveCodes(sku, warehouse, false, &key);
+	CodeEntry  *e = ResolveCodes(sku, warehouse, false);
+	StockCounter *counter = e->counter;
 
-	if (e == NULL)
-		return DurableAvailable(&key) - IncomingAtCommit(&key);
-	EnsureLoaded(e->counter);
-	return (int64) pg_atomic_read_u64(&e->counter->available);
+	if (counter == NULL)
+	{
+		StockKey	key = MakeKey(e->sku_id, e->warehouse_id);
+		int64		value = DurableAvailable(&key) - IncomingAtCommit(&key);
+
+		/*
+		 * A counter made while the records were read may hold a take those
+		 * records do not show yet; without one, nothing was taken or
+		 * announced before their snapshot, and they are exact.
+		 */
+		counter = FindCounter(&key, false);
+		if (counter == NULL)
+			return value;
+	}
+	EnsureLoaded(counter);
+	return (int64) pg_atomic_read_u64(&counter->available);
 }
 
 /*
@@ -1802,7 +1813,7 @@ orderflow_available(PG_FUNCTION_ARGS)
 		MemoryContext caller = CurrentMemoryContext;
 
 		CheckCode("SKU", sku);
-		if (LookupId("skus", sku) == 0)
+		if (LookupId(true, sku) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OF_SKU_NOT_FOUND),
 					 errmsg("SKU \"%s\" does not exist", sku)));

@@ -347,6 +347,27 @@ UNION ALL
 SELECT 'movements: ' || count(*) || ', compacted balances: '
        || (SELECT count(*) FROM orderflow.stock_balances) FROM orderflow.stock_movements}));
 
+# On a server just restarted (so KD has no counter), available() counts
+# the caller's own release as a counter would: not before it commits, then
+# at once.
+my $hold = $node->safe_psql($db, q{SELECT orderflow.reserve('KD', 'W1', 3)});
+ok($hold ne '', 'a hold of 3 KD to release after the restart');
+$node->restart;
+my ($before, $counters, $released, $during, $after) = split /\n/,
+  $node->safe_psql($db, qq{
+BEGIN;
+SELECT orderflow.available('KD', 'W1');
+SELECT count(*) FROM orderflow.stock_counters();
+SELECT orderflow.release($hold);
+SELECT orderflow.available('KD', 'W1');
+COMMIT;
+SELECT orderflow.available('KD', 'W1');
+});
+is($counters, '0', 'after the restart available() read KD from the records');
+is($released, 't', 'the hold is released');
+is($during, $before, 'the release does not count before it commits');
+is($after, $before + 3, '... and counts once it has');
+
 $node->stop('fast');
 my $log = slurp_file($node->logfile);
 unlike($log, qr/terminated by signal|PANIC|TRAP:/,
