@@ -954,13 +954,14 @@ WriteHold(DirectInsert * di, int64 sku_id, int64 warehouse_id, int32 qty,
 
 /* Record one hold; returns its id. */
 static int64
-InsertHoldRow(const CodeEntry *e, int32 qty, Datum *extra, const bool *extra_null)
+InsertHoldRow(int64 sku_id, int64 warehouse_id, int32 qty, Datum *extra,
+			  const bool *extra_null)
 {
 	DirectInsert di;
 	int64		id;
 
 	OpenHolds(&di);
-	id = WriteHold(&di, e->sku_id, e->warehouse_id, qty, extra, extra_null);
+	id = WriteHold(&di, sku_id, warehouse_id, qty, extra, extra_null);
 	DirectInsertClose(&di);
 	return id;
 }
@@ -977,6 +978,9 @@ HoldInternal(const char *sku, const char *warehouse, int32 qty,
 			 Datum *extra, const bool *extra_null, bool incoming)
 {
 	CodeEntry  *e;
+	StockCounter *counter;
+	int64		sku_id;
+	int64		warehouse_id;
 	StockKey	key;
 	PendingChange *pc;
 
@@ -987,8 +991,15 @@ HoldInternal(const char *sku, const char *warehouse, int32 qty,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a reservation must expire in the future")));
 
+	/*
+	 * Loading the counter runs queries, after which the code cache may start
+	 * over (OpenHolds): keep what the entry says, not the entry.
+	 */
 	e = LookupCodes(sku, warehouse);
-	key = e->counter->key;
+	counter = e->counter;
+	sku_id = e->sku_id;
+	warehouse_id = e->warehouse_id;
+	key = counter->key;
 
 	if (incoming)
 	{
@@ -999,18 +1010,18 @@ HoldInternal(const char *sku, const char *warehouse, int32 qty,
 							qty, sku, warehouse),
 					 errdetail("Only %lld units were received and not yet held.",
 							   (long long) IncomingAtCommit(&key))));
-		pc = NewChange(&key, e->counter, false);
+		pc = NewChange(&key, counter, false);
 		pc->delta = -qty;
 	}
 	else
 	{
-		EnsureLoaded(e->counter);
-		pc = NewChange(&key, e->counter, true);
-		if (!TryTake(e->counter, qty, NULL))
+		EnsureLoaded(counter);
+		pc = NewChange(&key, counter, true);
+		if (!TryTake(counter, qty, NULL))
 			return 0;
 		pc->delta = qty;
 	}
-	return InsertHoldRow(e, qty, extra, extra_null);
+	return InsertHoldRow(sku_id, warehouse_id, qty, extra, extra_null);
 }
 
 /* ---------- the allocator's interface to orderflow.allocate() ---------- */
@@ -1678,6 +1689,9 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 	char	   *kind;
 	int32		qty;
 	CodeEntry  *e;
+	StockCounter *counter;
+	int64		sku_id;
+	int64		warehouse_id;
 	StockKey	key;
 	SavedUser	saved_user;
 	bool		isnull;
@@ -1707,13 +1721,17 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("quantity must be positive, not %d", qty)));
 
+	/* Queries below may make the code cache start over: keep the values. */
 	e = LookupCodes(sku, warehouse);
-	key = e->counter->key;
+	counter = e->counter;
+	sku_id = e->sku_id;
+	warehouse_id = e->warehouse_id;
+	key = counter->key;
 
 	/* The SQL side validates bin and lot, then inserts the movement. */
 	memset(nulls, ' ', sizeof(nulls));
-	args[0] = Int64GetDatum(e->sku_id);
-	args[1] = Int64GetDatum(e->warehouse_id);
+	args[0] = Int64GetDatum(sku_id);
+	args[1] = Int64GetDatum(warehouse_id);
 	for (int i = 2; i < 10; i++)
 	{
 		if (PG_ARGISNULL(i))
@@ -1729,15 +1747,15 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 	{
 		PendingChange *pc;
 
-		EnsureLoaded(e->counter);
-		pc = NewChange(&key, e->counter, true);
-		if (!TryTake(e->counter, -qty, NULL))
+		EnsureLoaded(counter);
+		pc = NewChange(&key, counter, true);
+		if (!TryTake(counter, -qty, NULL))
 			ereport(ERROR,
 					(errcode(ERRCODE_OF_INSUFFICIENT_STOCK),
 					 errmsg("cannot remove %d units of SKU \"%s\" from warehouse \"%s\"",
 							-qty, sku, warehouse),
 					 errdetail("Only %lld units are on hand and not reserved.",
-							   (long long) (int64) pg_atomic_read_u64(&e->counter->available))));
+							   (long long) (int64) pg_atomic_read_u64(&counter->available))));
 		pc->delta = -qty;
 	}
 
@@ -1750,10 +1768,10 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 	RestoreUser(&saved_user);
 	movement_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
-	LedgerWritten(e->counter);
+	LedgerWritten(counter);
 
 	if (qty > 0)
-		AddAtCommit(e->sku_id, e->warehouse_id, qty);
+		AddAtCommit(sku_id, warehouse_id, qty);
 	PG_RETURN_INT64(movement_id);
 }
 
