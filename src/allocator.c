@@ -596,10 +596,9 @@ static const char *durable_available_sql =
 static int64
 DurableAvailable(const StockKey *key)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[2] = {INT8OID, INT8OID};
 	Datum		args[2] = {Int64GetDatum(key->sku_id), Int64GetDatum(key->warehouse_id)};
-
-	static SPIPlanPtr plan = NULL;
 
 	return OwnerQueryInt64(durable_available_sql, &plan, 2, argtypes, args, true);
 }
