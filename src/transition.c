@@ -930,7 +930,12 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 {
 	Relation	rel = rri->ri_RelationDesc;
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
-	TriggerDesc *trigdesc = rel->trigdesc;
+
+	/*
+	 * The executor's copy of the triggers: the relation cache's own may be
+	 * rebuilt by an invalidation that planning below takes in.
+	 */
+	TriggerDesc *trigdesc = rri->ri_TrigDesc;
 	int			ncheck = constr != NULL ? constr->num_check : 0;
 	int			ntrig = trigdesc != NULL ? trigdesc->numtriggers : 0;
 	MemoryContext old;
@@ -944,31 +949,23 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 		/* Invalidations that arrive while building make it stale again. */
 		uint64		generation = OrderflowCacheGeneration();
 		uint64		rules = rules_generation;
+		MemoryContext cxt;
+		Expr	  **checks;
+		List	  **whens;
 
-		if (order_rules.cxt != NULL && order_rules_in_use > 1)
-		{
-			/* An outer update compiled from them: keep them until it ends. */
-			MemoryContext old_cxt = MemoryContextSwitchTo(CacheMemoryContext);
-
-			retired_rules = lappend(retired_rules, order_rules.cxt);
-			MemoryContextSwitchTo(old_cxt);
-			order_rules.cxt = NULL;
-		}
-		if (order_rules.cxt == NULL)
-			order_rules.cxt = AllocSetContextCreate(CacheMemoryContext,
-													"orderflow order rules",
-													ALLOCSET_SMALL_SIZES);
-		else
-			MemoryContextReset(order_rules.cxt);
-		order_rules.generation = 0;
-		order_rules.states_cxt = NULL;	/* reset or retired with its parent */
-		order_rules.check_states = NULL;
-		order_rules.when_states = NULL;
-		old = MemoryContextSwitchTo(order_rules.cxt);
-		order_rules.checks = palloc0(sizeof(Expr *) * Max(ncheck, 1));
+		/*
+		 * Built apart and installed only when complete: planning may run
+		 * functions (constant folding), and through them a nested update that
+		 * installs rules of its own; an error leaves nothing behind.
+		 */
+		cxt = AllocSetContextCreate(CurrentMemoryContext,
+									"orderflow order rules",
+									ALLOCSET_SMALL_SIZES);
+		old = MemoryContextSwitchTo(cxt);
+		checks = palloc0(sizeof(Expr *) * Max(ncheck, 1));
 		for (int i = 0; i < ncheck; i++)
-			order_rules.checks[i] = expression_planner(stringToNode(constr->check[i].ccbin));
-		order_rules.whens = palloc0(sizeof(List *) * Max(ntrig, 1));
+			checks[i] = expression_planner(stringToNode(constr->check[i].ccbin));
+		whens = palloc0(sizeof(List *) * Max(ntrig, 1));
 		for (int i = 0; i < ntrig; i++)
 		{
 			Node	   *qual;
@@ -979,9 +976,33 @@ SetOrderRules(ResultRelInfo *rri, EState *estate)
 			qual = stringToNode(trigdesc->triggers[i].tgqual);
 			ChangeVarNodes(qual, PRS2_OLD_VARNO, INNER_VAR, 0);
 			ChangeVarNodes(qual, PRS2_NEW_VARNO, OUTER_VAR, 0);
-			order_rules.whens[i] = make_ands_implicit(expression_planner((Expr *) qual));
+			whens[i] = make_ands_implicit(expression_planner((Expr *) qual));
 		}
 		MemoryContextSwitchTo(old);
+
+		if (order_rules.cxt != NULL)
+		{
+			if (order_rules_in_use > 1)
+			{
+				/*
+				 * An outer update compiled from them: keep them until it
+				 * ends.
+				 */
+				MemoryContext old_cxt = MemoryContextSwitchTo(CacheMemoryContext);
+
+				retired_rules = lappend(retired_rules, order_rules.cxt);
+				MemoryContextSwitchTo(old_cxt);
+			}
+			else
+				MemoryContextDelete(order_rules.cxt);
+		}
+		MemoryContextSetParent(cxt, CacheMemoryContext);
+		order_rules.cxt = cxt;
+		order_rules.states_cxt = NULL;	/* deleted or retired with its parent */
+		order_rules.check_states = NULL;
+		order_rules.when_states = NULL;
+		order_rules.checks = checks;
+		order_rules.whens = whens;
 		order_rules.ncheck = ncheck;
 		order_rules.ntrig = ntrig;
 		order_rules.user = GetUserId();
