@@ -260,6 +260,8 @@ ReadWarehouses(AllocOrder *o)
 {
 	if (warehouse_codes == NULL || warehouses_generation != OrderflowCacheGeneration())
 	{
+		/* A change taken in while reading makes the list stale again. */
+		uint64		generation = OrderflowCacheGeneration();
 		MemoryContext old;
 
 		if (warehouses_cxt == NULL)
@@ -275,7 +277,7 @@ ReadWarehouses(AllocOrder *o)
 		for (int i = 0; i < nwarehouse_codes; i++)
 			warehouse_codes[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		MemoryContextSwitchTo(old);
-		warehouses_generation = OrderflowCacheGeneration();
+		warehouses_generation = generation;
 	}
 	o->nwarehouses = nwarehouse_codes;
 	o->warehouses = warehouse_codes;

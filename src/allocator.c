@@ -706,11 +706,25 @@ CurrentIncarnation(void)
 		info.hcxt = code_cache_cxt;
 		code_cache = hash_create("orderflow stock codes", 256, &info,
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		cached_incarnation = OrderflowRelid("reservations", false);
-		cached_hold_sequence = InvalidOid;
-		cached_bins_relid = OrderflowRelid("bins", false);
-		cached_lots_relid = OrderflowRelid("lots", false);
+
+		/*
+		 * Valid from before the lookups, which may take in invalidations: one
+		 * that arrives meanwhile makes the cache start over next time.
+		 */
 		code_cache_valid = true;
+		PG_TRY();
+		{
+			cached_incarnation = OrderflowRelid("reservations", false);
+			cached_hold_sequence = InvalidOid;
+			cached_bins_relid = OrderflowRelid("bins", false);
+			cached_lots_relid = OrderflowRelid("lots", false);
+		}
+		PG_CATCH();
+		{
+			code_cache_valid = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 	}
 	return cached_incarnation;
 }
