@@ -253,11 +253,15 @@ LookUpTables(void)
  * The active warehouses by priority.  Read again after any change to the
  * warehouses table (its statement trigger invalidates it in every backend).
  * Read as the extension, like the stock they hold: what a caller may
- * allocate does not depend on whether its backend read them before.
+ * allocate does not depend on whether its backend read them before.  The
+ * list stays in the backend's memory until the next change; the caller is
+ * connected to SPI.  Also what available() sums over.
  */
-static void
-ReadWarehouses(AllocOrder *o)
+char	  **
+ActiveWarehouses(int *n)
 {
+	if (warehouses_plan == NULL)
+		PreparePlans();
 	if (warehouse_codes == NULL || warehouses_generation != OrderflowCacheGeneration())
 	{
 		/* A change taken in while reading makes the list stale again. */
@@ -270,7 +274,7 @@ ReadWarehouses(AllocOrder *o)
 												   ALLOCSET_SMALL_SIZES);
 		MemoryContextReset(warehouses_cxt);
 		warehouse_codes = NULL;
-		ReadAsExtensionOwner(warehouses_plan, NULL, 0, "warehouse");
+		ReadAsExtensionOwner(warehouses_plan, NULL, 0, false, "warehouse");
 		old = MemoryContextSwitchTo(warehouses_cxt);
 		nwarehouse_codes = (int) SPI_processed;
 		warehouse_codes = palloc(sizeof(char *) * (nwarehouse_codes + 1));
@@ -279,8 +283,8 @@ ReadWarehouses(AllocOrder *o)
 		MemoryContextSwitchTo(old);
 		warehouses_generation = generation;
 	}
-	o->nwarehouses = nwarehouse_codes;
-	o->warehouses = warehouse_codes;
+	*n = nwarehouse_codes;
+	return warehouse_codes;
 }
 
 static AllocationPolicy
@@ -317,7 +321,7 @@ LockOrder(int64 order_id, AllocOrder *o)
 	o->consent = !nulls[2] && DatumGetBool(values[2]);
 	o->order_no = TextDatumGetCString(values[3]);
 	o->shop_id = DatumGetInt64(values[4]);
-	ReadWarehouses(o);
+	o->warehouses = ActiveWarehouses(&o->nwarehouses);
 }
 
 /*
@@ -334,7 +338,7 @@ SplitConsent(AllocOrder *o)
 
 	if (!o->consent_unset)
 		return o->consent;
-	ReadAsExtensionOwner(consent_plan, args, 1, "shop");
+	ReadAsExtensionOwner(consent_plan, args, 1, false, "shop");
 	if (SPI_processed == 0)
 		return false;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -550,23 +550,14 @@ static int64
 OwnerQueryInt64(const char *sql, SPIPlanPtr *plan, int nargs, Oid *argtypes,
 				Datum *args, bool latest)
 {
-	SavedUser	saved_user;
 	int64		result = 0;
 	bool		isnull;
-	int			rc;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	BecomeExtensionOwner(&saved_user);
 	if (*plan == NULL)
 		*plan = PrepareKeptPlan(sql, nargs, argtypes);
-	if (latest)
-		rc = SPI_execute_snapshot(*plan, args, NULL, GetLatestSnapshot(),
-								  InvalidSnapshot, true, false, 1);
-	else
-		rc = SPI_execute_plan(*plan, args, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI query failed: %s", sql);
+	ReadAsExtensionOwner(*plan, args, 1, latest, "stock");
 	if (SPI_processed > 0)
 	{
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -574,7 +565,6 @@ OwnerQueryInt64(const char *sql, SPIPlanPtr *plan, int nargs, Oid *argtypes,
 		if (!isnull)
 			result = DatumGetInt64(d);
 	}
-	RestoreUser(&saved_user);
 	SPI_finish();
 	return result;
 }
@@ -604,10 +594,20 @@ DurableAvailable(const StockKey *key)
 }
 
 /*
- * The committed available quantity of a counter being loaded.  The
- * snapshot sees this transaction's own changes, which reach the counter
- * when it commits: they are left out.  On error the counter goes back to
- * unloaded, so nobody waits for a load that will not finish.
+ * The committed available quantity of a SKU in a warehouse, as a counter
+ * holds it: the durable records' snapshot sees this transaction's own
+ * changes, which reach a counter only when it commits, so they are left out.
+ */
+static int64
+CommittedDurable(const StockKey *key)
+{
+	return DurableAvailable(key) - IncomingAtCommit(key);
+}
+
+/*
+ * The committed available quantity of a counter being loaded.  On error the
+ * counter goes back to unloaded, so nobody waits for a load that will not
+ * finish.
  */
 static int64
 LoadDurable(StockCounter *c)
@@ -616,7 +616,7 @@ LoadDurable(StockCounter *c)
 
 	PG_TRY();
 	{
-		value = DurableAvailable(&c->key) - IncomingAtCommit(&c->key);
+		value = CommittedDurable(&c->key);
 	}
 	PG_CATCH();
 	{
@@ -1070,7 +1070,6 @@ CurrentLots(CodeEntry *e)
 	uint64		version = pg_atomic_read_u64(&e->counter->ledger_version);
 	LotList    *l = &e->lots;
 	Datum		args[2];
-	SavedUser	saved_user;
 	MemoryContext old;
 
 	if (l->valid && l->version == version)
@@ -1093,11 +1092,7 @@ CurrentLots(CodeEntry *e)
 	}
 	args[0] = Int64GetDatum(e->sku_id);
 	args[1] = Int64GetDatum(e->warehouse_id);
-	BecomeExtensionOwner(&saved_user);
-	if (SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
-							 true, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "lot query failed");
-	RestoreUser(&saved_user);
+	ReadAsExtensionOwner(plan, args, 0, true, "lot");
 
 	l->valid = false;
 	if (l->bin_id != NULL)
@@ -1805,7 +1800,7 @@ AvailableIn(const char *sku, const char *warehouse)
 	if (counter == NULL)
 	{
 		StockKey	key = MakeKey(e->sku_id, e->warehouse_id);
-		int64		value = DurableAvailable(&key) - IncomingAtCommit(&key);
+		int64		value = CommittedDurable(&key);
 
 		/*
 		 * A counter made while the records were read may hold a take those
@@ -1839,9 +1834,8 @@ orderflow_available(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(AvailableIn(sku, TextArg(fcinfo, 1)));
 	else
 	{
-		List	   *codes = NIL;
-		ListCell   *lc;
-		MemoryContext caller = CurrentMemoryContext;
+		char	  **codes;
+		int			ncodes;
 
 		CheckCode("SKU", sku);
 		if (LookupId(true, sku) == 0)
@@ -1850,19 +1844,10 @@ orderflow_available(PG_FUNCTION_ARGS)
 					 errmsg("SKU \"%s\" does not exist", sku)));
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute("SELECT code FROM orderflow.warehouses WHERE active ORDER BY priority, code",
-						true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not list warehouses");
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			MemoryContext old = MemoryContextSwitchTo(caller);
-
-			codes = lappend(codes, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-			MemoryContextSwitchTo(old);
-		}
+		codes = ActiveWarehouses(&ncodes);
 		SPI_finish();
-		foreach(lc, codes)
-			total += AvailableIn(sku, (char *) lfirst(lc));
+		for (int i = 0; i < ncodes; i++)
+			total += AvailableIn(sku, codes[i]);
 		PG_RETURN_INT64(total);
 	}
 }

@@ -48,5 +48,6 @@ extern int32 StockClaimHolds(int64 order_id, int64 shop_id, int32 line_no,
 
 /* allocate.c */
 extern void RecordCancelRefund(int64 order_id, Datum paid_amount);
+extern char **ActiveWarehouses(int *n);
 
 #endif							/* ORDERFLOW_ALLOCATOR_H */

@@ -102,7 +102,7 @@ extern void BecomeExtensionOwner(SavedUser *saved);
 extern void RestoreUser(const SavedUser *saved);
 struct _SPI_plan;
 extern void ReadAsExtensionOwner(struct _SPI_plan *plan, Datum *args, long count,
-								 const char *what);
+								 bool latest, const char *what);
 extern Oid	HistoryRelid(void);
 extern uint64 OrderflowCacheGeneration(void);
 extern void OrderflowWatchRelation(Oid relid);

@@ -383,16 +383,23 @@ RestoreUser(const SavedUser *saved)
 /*
  * Run a saved read-only plan as the extension's owner, for reads the caller
  * may rely on whatever it may read itself; at most count rows (0: all) are
- * left in SPI_tuptable.  what names the query in the error if it fails.
+ * left in SPI_tuptable.  With latest, the plan runs under a snapshot taken
+ * now (also in a REPEATABLE READ transaction).  what names the query in the
+ * error if it fails.
  */
 void
-ReadAsExtensionOwner(SPIPlanPtr plan, Datum *args, long count, const char *what)
+ReadAsExtensionOwner(SPIPlanPtr plan, Datum *args, long count, bool latest,
+					 const char *what)
 {
 	SavedUser	saved_user;
 	int			ret;
 
 	BecomeExtensionOwner(&saved_user);
-	ret = SPI_execute_plan(plan, args, NULL, true, count);
+	if (latest)
+		ret = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
+								   InvalidSnapshot, true, false, count);
+	else
+		ret = SPI_execute_plan(plan, args, NULL, true, count);
 	RestoreUser(&saved_user);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "%s query failed", what);
