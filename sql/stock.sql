@@ -106,6 +106,16 @@ SELECT available('SK-BROWSE', 'SK-W1') AS in_w1, available('SK-BROWSE') AS every
 SELECT count(*) AS counters FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.code = 'SK-BROWSE';
 SELECT reserve('SK-BROWSE', 'SK-W1', 8) IS NULL AS not_eight, available('SK-BROWSE', 'SK-W1') AS in_w1;
 SELECT c.state FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.code = 'SK-BROWSE';
+-- Asking about an unknown SKU or warehouse, or none, is refused and takes
+-- no counter either.
+SELECT count(*) AS counters_before FROM stock_counters();
+\set VERBOSITY sqlstate
+SELECT available('SK-NOPE', 'SK-W1');
+SELECT available('SK-NOPE');
+SELECT available('SK-TEA', 'SK-W9');
+SELECT available(NULL, 'SK-W1');
+\set VERBOSITY default
+SELECT count(*) AS counters_after FROM stock_counters();
 
 -- Release gives a hold back once; the second call says so.
 SELECT reserve('SK-TEA', 'SK-W1', 2, 'cart-2') AS r2 \gset
