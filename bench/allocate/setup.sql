@@ -67,12 +67,15 @@ SELECT count(orderflow.transition(o.id, 'cancelled', 'bench history'))
   FROM orderflow.orders o WHERE o.state::text IN ('approved', 'allocated', 'backordered');
 
 -- floor.pgbench's bare tables: no triggers, no checks, no index but the
--- keys, and room on every page for an order's row to change in place.
+-- keys and the holds' order (by which an order's holds are found to give
+-- them back), and room on every page for an order's row to change in
+-- place.
 CREATE TABLE bench_floor_orders (id bigint PRIMARY KEY, state integer NOT NULL, pad text)
 	WITH (fillfactor = 70);
 INSERT INTO bench_floor_orders SELECT i, 0, repeat('x', 100) FROM generate_series(1, 1000000) i;
 CREATE TABLE bench_floor_events (order_id bigint, seq integer, at timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (order_id, seq));
 CREATE TABLE bench_floor_holds (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	order_id bigint NOT NULL, qty integer NOT NULL);
+	order_id bigint NOT NULL, line_no integer NOT NULL, qty integer NOT NULL);
+CREATE INDEX ON bench_floor_holds (order_id, line_no);
 CREATE SEQUENCE bench_floor_next;
