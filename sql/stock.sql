@@ -106,6 +106,17 @@ SELECT available('SK-BROWSE', 'SK-W1') AS in_w1, available('SK-BROWSE') AS every
 SELECT count(*) AS counters FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.code = 'SK-BROWSE';
 SELECT reserve('SK-BROWSE', 'SK-W1', 8) IS NULL AS not_eight, available('SK-BROWSE', 'SK-W1') AS in_w1;
 SELECT c.state FROM stock_counters() c JOIN skus s ON s.id = c.sku_id WHERE s.code = 'SK-BROWSE';
+-- A hold of incoming stock and a counter's load in one statement: the load
+-- sees the hold the statement wrote, so the counter agrees with the
+-- records after commit.
+SELECT add_sku('SK-SAME', 'Same-statement SKU', 1.00) > 0 AS sku;
+BEGIN;
+SELECT receive_stock('SK-SAME', 'SK-W1', 'A-01', 10) > 0 AS received;
+SELECT hold('SK-SAME', 'SK-W1', 4, NULL, NULL, NULL, NULL, NULL, NULL, true) > 0 AS held,
+       available('SK-SAME', 'SK-W1') AS in_statement;
+COMMIT;
+SELECT available('SK-SAME', 'SK-W1') AS after_commit;
+SELECT count(*) AS disagreements FROM check_stock() WHERE sku = 'SK-SAME';
 -- Asking about an unknown SKU or warehouse, or none, is refused and takes
 -- no counter either.
 SELECT count(*) AS counters_before FROM stock_counters();
@@ -143,6 +154,9 @@ SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', -1, NULL, 'L-OLD');
 SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', 0, 'nothing');
 SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', -50, 'count', 'L-OLD');
 SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-02', -16, 'count', 'L-NEW');
+-- The one quantity whose removal has no positive counterpart.
+SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', -2147483648, 'count', 'L-OLD');
+\echo :LAST_ERROR_SQLSTATE
 SELECT adjust_stock('SK-TEA', 'SK-W1', 'A-01', 2, 'found two in the count', 'L-OLD') > 0 AS adjusted;
 SELECT available('SK-TEA', 'SK-W1');
 

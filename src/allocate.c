@@ -175,17 +175,22 @@ static void LookUpTables(void);
 static void
 PreparePlans(void)
 {
+	uint64		generation;
+
 	if (plan_generation == OrderflowCacheGeneration() && order_plan != NULL)
 		return;
 
 	/*
 	 * The saved plans are prepared once (PrepareKeptPlan); what is read here
-	 * besides them follows the cache generation.
+	 * besides them follows the cache generation, taken from before the reads
+	 * so that an invalidation arriving meanwhile makes the next call read
+	 * again.
 	 */
+	generation = OrderflowCacheGeneration();
 	if (order_plan == NULL)
 		PrepareQueries();
 	LookUpTables();
-	plan_generation = OrderflowCacheGeneration();
+	plan_generation = generation;
 }
 
 /* The statements allocation runs through SPI. */
@@ -194,6 +199,28 @@ PrepareQueries(void)
 {
 	Oid			int8arg[1] = {INT8OID};
 	Oid			cancelargs[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
+	SPIPlanPtr *leftover[] = {&consent_plan, &warehouses_plan, &cancel_plan};
+
+	/*
+	 * order_plan, prepared last, says whether they are all there: an attempt
+	 * that failed partway leaves the others, to be prepared again.
+	 */
+	for (int i = 0; i < (int) lengthof(leftover); i++)
+		if (*leftover[i] != NULL)
+		{
+			SPI_freeplan(*leftover[i]);
+			*leftover[i] = NULL;
+		}
+
+	/* The shop's consent to split shipments, when the order gives none. */
+	consent_plan = PrepareKeptPlan("SELECT s.allow_split FROM orderflow.shops s"
+								   " WHERE s.id OPERATOR(pg_catalog.=) $1",
+								   1, int8arg);
+	warehouses_plan = PrepareKeptPlan("SELECT w.code FROM orderflow.warehouses w"
+									  " WHERE w.active ORDER BY w.priority, w.code",
+									  0, NULL);
+	cancel_plan = PrepareKeptPlan("SELECT orderflow.cancel_units($1, $2, $3, $4)",
+								  4, cancelargs);
 
 	/*
 	 * The order, locked.  Run as the caller: row-level security decides which
@@ -206,15 +233,6 @@ PrepareQueries(void)
 								 " WHERE o.id OPERATOR(pg_catalog.=) $1"
 								 "   FOR NO KEY UPDATE",
 								 1, int8arg);
-	/* The shop's consent to split shipments, when the order gives none. */
-	consent_plan = PrepareKeptPlan("SELECT s.allow_split FROM orderflow.shops s"
-								   " WHERE s.id OPERATOR(pg_catalog.=) $1",
-								   1, int8arg);
-	warehouses_plan = PrepareKeptPlan("SELECT w.code FROM orderflow.warehouses w"
-									  " WHERE w.active ORDER BY w.priority, w.code",
-									  0, NULL);
-	cancel_plan = PrepareKeptPlan("SELECT orderflow.cancel_units($1, $2, $3, $4)",
-								  4, cancelargs);
 }
 
 /* The tables and columns allocation reads straight from their indexes. */
@@ -225,13 +243,17 @@ LookUpTables(void)
 
 	OrderflowWatchRelation(OrderflowRelid("warehouses", false));
 	rels.orders = OrderflowRelid("orders", false);
+	rels.lines = OrderflowRelid("order_lines", false);
+	rels.holds = OrderflowRelid("reservations", false);
+	/* Their column numbers, read below, change with them. */
+	OrderflowWatchRelation(rels.orders);
+	OrderflowWatchRelation(rels.lines);
+	OrderflowWatchRelation(rels.holds);
 	rel = table_open(rels.orders, AccessShareLock);
 	for (int i = 0; i < (int) lengthof(order_cols); i++)
 		rels.order_cols[i] = RequiredColumn(rel, order_cols[i], NULL);
 	table_close(rel, AccessShareLock);
-	rels.lines = OrderflowRelid("order_lines", false);
 	rels.lines_pkey = OrderflowRelid("order_lines_pkey", false);
-	rels.holds = OrderflowRelid("reservations", false);
 	rels.holds_order_idx = OrderflowRelid("reservations_order_idx", false);
 	rels.holds_ref_idx = OrderflowRelid("reservations_ref_idx", false);
 	rel = table_open(rels.lines, AccessShareLock);
@@ -540,6 +562,7 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 	List	   *holds = NIL;
 	bool		missing = false;
 	bool		held_any = false;
+	bool		claimed_any = false;
 	bool		movable;
 	bool		to_set = false;
 	OrderState	to = OS_PENDING_PAYMENT;
@@ -587,6 +610,7 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 			{
 				lines[i].need -= claimed;
 				lines[i].got += claimed;
+				claimed_any = true;
 				NoteWhere(&lines[i], "claimed", true);
 			}
 		}
@@ -705,9 +729,13 @@ orderflow_allocate(PG_FUNCTION_ARGS)
 
 	/*
 	 * One update of the locked order row: the state change (validated and
-	 * audited by the trigger, with the reason) and the policy.
+	 * audited by the trigger, with the reason) and the policy.  Holds written
+	 * or claimed update it even when neither changes: a lock alone would let
+	 * a REPEATABLE READ or SERIALIZABLE transaction whose snapshot predates
+	 * this one cancel or allocate the order without seeing those holds, where
+	 * an update makes it fail with a serialization error.
 	 */
-	if (to_set || o.stored_policy == NULL ||
+	if (to_set || holds != NIL || claimed_any || o.stored_policy == NULL ||
 		strcmp(o.stored_policy, policy_names[policy]) != 0)
 		ChangeLockedOrder(o.id, &o.tid, to_set ? to : o.state, policy_names[policy], reason);
 

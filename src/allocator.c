@@ -74,6 +74,9 @@
 
 #define CODE_MAX 64
 
+/* Tries to see a counter loaded before EnsureLoaded gives up (100 us apart). */
+#define LOAD_ATTEMPTS 100000
+
 typedef struct StockKey
 {
 	Oid			dbid;
@@ -642,7 +645,8 @@ EnsureLoaded(StockCounter *c)
 		SpinLockAcquire(&c->mutex);
 		if (c->state == COUNTER_READY)
 			done = true;
-		else if (c->state == COUNTER_UNLOADED && c->pending == 0)
+		else if (c->state == COUNTER_UNLOADED && c->pending == 0 &&
+				 attempt < LOAD_ATTEMPTS)
 		{
 			c->state = COUNTER_LOADING;
 			c->missed = false;
@@ -652,7 +656,8 @@ EnsureLoaded(StockCounter *c)
 		if (done)
 			return;
 
-		if (attempt >= 100000)
+		/* Give up without having claimed the load. */
+		if (attempt >= LOAD_ATTEMPTS)
 			ereport(ERROR,
 					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 					 errmsg("could not load the stock counter of SKU %lld in warehouse %lld",
@@ -755,16 +760,23 @@ CheckCode(const char *kind, const char *code)
 }
 
 static StockKey
-MakeKey(int64 sku_id, int64 warehouse_id)
+KeyIn(Oid incarnation, int64 sku_id, int64 warehouse_id)
 {
 	StockKey	key;
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
-	key.incarnation = CurrentIncarnation();
+	key.incarnation = incarnation;
 	key.sku_id = sku_id;
 	key.warehouse_id = warehouse_id;
 	return key;
+}
+
+/* The counter key of a SKU and warehouse (may make the code cache start over). */
+static StockKey
+MakeKey(int64 sku_id, int64 warehouse_id)
+{
+	return KeyIn(CurrentIncarnation(), sku_id, warehouse_id);
 }
 
 /*
@@ -782,10 +794,11 @@ ResolveCodes(const char *sku, const char *warehouse, bool take_counter)
 	StockKey	skey;
 	int64		sku_id;
 	int64		warehouse_id;
+	Oid			incarnation;
 
 	CheckCode("SKU", sku);
 	CheckCode("warehouse", warehouse);
-	(void) CurrentIncarnation();
+	incarnation = CurrentIncarnation();
 
 	memset(&key, 0, sizeof(key));
 	strlcpy(key.sku, sku, sizeof(key.sku));
@@ -804,8 +817,12 @@ ResolveCodes(const char *sku, const char *warehouse, bool take_counter)
 					(errcode(ERRCODE_OF_WAREHOUSE_NOT_FOUND),
 					 errmsg("warehouse \"%s\" does not exist", warehouse)));
 
-		/* The lookups may have made the cache start over: enter it now. */
-		(void) CurrentIncarnation();
+		/*
+		 * The lookups may have made the cache start over: enter it now.  From
+		 * here on nothing may start it over again, which would free the
+		 * entry.
+		 */
+		incarnation = CurrentIncarnation();
 		e = (CodeEntry *) hash_search(code_cache, &key, HASH_ENTER, &found);
 		e->sku_id = sku_id;
 		e->warehouse_id = warehouse_id;
@@ -814,7 +831,7 @@ ResolveCodes(const char *sku, const char *warehouse, bool take_counter)
 	}
 	if (e->counter == NULL)
 	{
-		skey = MakeKey(e->sku_id, e->warehouse_id);
+		skey = KeyIn(incarnation, e->sku_id, e->warehouse_id);
 		e->counter = FindCounter(&skey, take_counter);
 	}
 	return e;
@@ -835,6 +852,8 @@ TryTake(StockCounter *c, int64 qty, int64 *before)
 {
 	uint64		cur = pg_atomic_read_u64(&c->available);
 
+	if (unlikely(qty <= 0))
+		elog(ERROR, "stock counter take of %lld units", (long long) qty);
 	for (;;)
 	{
 		if ((int64) cur < qty)
@@ -1096,11 +1115,12 @@ CurrentLots(CodeEntry *e)
 
 	l->valid = false;
 	if (l->bin_id != NULL)
-	{
 		pfree(l->bin_id);
+	if (l->lot_id != NULL)
 		pfree(l->lot_id);
+	if (l->qty != NULL)
 		pfree(l->qty);
-	}
+	l->bin_id = l->lot_id = l->qty = NULL;
 	old = MemoryContextSwitchTo(code_cache_cxt);
 	l->n = (int) SPI_processed;
 	l->bin_id = palloc(sizeof(int64) * (l->n + 1));
@@ -1728,6 +1748,11 @@ orderflow_record_movement(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("quantity must be positive, not %d", qty)));
+	if (qty == PG_INT32_MIN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("adjustment quantity %d is out of range", qty),
+				 errdetail("An adjustment removes at most %d units.", PG_INT32_MAX)));
 
 	/* Queries below may make the code cache start over: keep the values. */
 	e = LookupCodes(sku, warehouse);

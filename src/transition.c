@@ -384,7 +384,8 @@ RestoreUser(const SavedUser *saved)
  * Run a saved read-only plan as the extension's owner, for reads the caller
  * may rely on whatever it may read itself; at most count rows (0: all) are
  * left in SPI_tuptable.  With latest, the plan runs under a snapshot taken
- * now (also in a REPEATABLE READ transaction).  what names the query in the
+ * now (also in a REPEATABLE READ transaction) that sees everything this
+ * transaction wrote so far.  what names the query in the
  * error if it fails.
  */
 void
@@ -396,8 +397,15 @@ ReadAsExtensionOwner(SPIPlanPtr plan, Datum *args, long count, bool latest,
 
 	BecomeExtensionOwner(&saved_user);
 	if (latest)
+	{
+		/*
+		 * Rows this command wrote without a statement of their own (a hold
+		 * written directly) are part of what the read must see.
+		 */
+		CommandCounterIncrement();
 		ret = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
 								   InvalidSnapshot, true, false, count);
+	}
 	else
 		ret = SPI_execute_plan(plan, args, NULL, true, count);
 	RestoreUser(&saved_user);
