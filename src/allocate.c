@@ -282,8 +282,7 @@ LookUpTables(void)
 char	  **
 ActiveWarehouses(int *n)
 {
-	if (warehouses_plan == NULL)
-		PreparePlans();
+	PreparePlans();
 	if (warehouse_codes == NULL || warehouses_generation != OrderflowCacheGeneration())
 	{
 		/* A change taken in while reading makes the list stale again. */

@@ -572,6 +572,7 @@ DECLARE
 	o record;
 	n record;
 	v_take integer;
+	v_held boolean;
 BEGIN
 	IF qty IS NULL OR qty OPERATOR(pg_catalog.<=) 0 THEN
 		RAISE EXCEPTION 'quantity must be positive, not %', coalesce(qty::text, 'null')
@@ -595,6 +596,7 @@ BEGIN
 		   FOR UPDATE OF ord SKIP LOCKED
 	LOOP
 		EXIT WHEN v_left OPERATOR(pg_catalog.=) 0;
+		v_held := false;
 		FOR n IN SELECT x.line_no, x.need FROM orderflow.line_needs(o.id) x
 				  WHERE x.sku OPERATOR(pg_catalog.=) receive_stock.sku AND x.need OPERATOR(pg_catalog.>) 0
 				  ORDER BY x.line_no LOOP
@@ -602,11 +604,18 @@ BEGIN
 			EXIT WHEN v_take OPERATOR(pg_catalog.=) 0;
 			PERFORM orderflow.hold(receive_stock.sku, receive_stock.warehouse, v_take, NULL, NULL,
 								   o.id, n.line_no, v_bin, v_lot, true);
+			v_held := true;
 			v_left := v_left OPERATOR(pg_catalog.-) v_take;
 		END LOOP;
 		IF o.state OPERATOR(orderflow.=) 'backordered'
 		   AND NOT EXISTS (SELECT FROM orderflow.line_needs(o.id) x WHERE x.need OPERATOR(pg_catalog.>) 0) THEN
 			PERFORM orderflow.transition(o.id, 'allocated', 'back-order filled by receipt');
+		ELSIF v_held THEN
+			-- A new version of the order row, as allocate() writes: a
+			-- REPEATABLE READ or SERIALIZABLE transaction with an older
+			-- snapshot that then cancels or allocates the order fails
+			-- (40001) instead of missing these holds.
+			UPDATE orderflow.orders ord SET state = ord.state WHERE ord.id OPERATOR(pg_catalog.=) o.id;
 		END IF;
 	END LOOP;
 	RETURN v_movement;
