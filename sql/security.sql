@@ -58,6 +58,28 @@ DROP SCHEMA orderflow CASCADE;
 CREATE EXTENSION orderflow;
 SELECT count(*) > 0 AS installed FROM pg_catalog.pg_extension WHERE extname = 'orderflow';
 
+-- The intake job runs adapters as the extension's owner, a superuser: an
+-- administrator cannot make a function of its own an adapter, by the
+-- function or by writing the table, and so cannot run code as superuser.
+GRANT orderflow_admin TO orderflow_intruder;
+GRANT CREATE ON SCHEMA trap TO orderflow_intruder;
+SET ROLE orderflow_intruder;
+CREATE FUNCTION trap.my_adapter(p jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT p $$;
+\set VERBOSITY sqlstate
+SELECT orderflow.register_adapter('mine', 'trap.my_adapter(jsonb)');
+UPDATE orderflow.adapters SET adapter = 'trap.my_adapter(jsonb)' WHERE platform = 'generic';
+UPDATE orderflow.adapters SET key_function = 'trap.my_adapter(jsonb)' WHERE platform = 'generic';
+\set VERBOSITY default
+SELECT orderflow.register_adapter('mine', 'trap.my_adapter(jsonb)');
+RESET ROLE;
+SELECT platform, adapter FROM orderflow.adapters WHERE adapter::text LIKE '%my_adapter%' OR platform = 'mine';
+-- Once a superuser has taken the function over, it can be registered.
+ALTER FUNCTION trap.my_adapter(jsonb) OWNER TO CURRENT_USER;
+SET ROLE orderflow_intruder;
+SELECT orderflow.register_adapter('mine', 'trap.my_adapter(jsonb)');
+RESET ROLE;
+SELECT platform, adapter FROM orderflow.adapters WHERE platform = 'mine';
+
 \c contrib_regression
 DROP DATABASE orderflow_security;
 DROP ROLE orderflow_intruder;

@@ -43,6 +43,8 @@ SELECT add_sku('SET-TEA', 'Longjing tea 250g', 59.00) = add_sku('SET-TEA', 'Long
 SELECT code, name, unit_price, attrs FROM skus WHERE code = 'SET-TEA';
 SELECT add_sku('SET-BAD', 'negative', -1);
 SELECT add_sku('SET-BAD', 'fractional cent', 1.005);
+SELECT add_sku('SET-BAD', 'not a number', 'NaN');
+\echo :LAST_ERROR_SQLSTATE
 SELECT add_sku('SET-BAD', 'no price', NULL);
 SELECT add_sku('SET-BAD', 'attrs', 1, '"fragile"');
 SELECT add_sku('-BAD', 'leading dash', 1);
@@ -66,10 +68,15 @@ INSERT INTO orders (shop_id, order_no) SELECT id, 'WEB-1' FROM shops WHERE name 
 -- Lines are bad input when the SKU is unknown or the quantity not positive.
 INSERT INTO order_lines (order_id, sku, qty) VALUES (9201, 'NO-SUCH-SKU', 1);
 INSERT INTO order_lines (order_id, sku, qty) VALUES (9201, 'SET-TEA', 0);
+INSERT INTO order_lines (order_id, sku, qty, unit_price) VALUES (9201, 'SET-TEA', 1, 'NaN');
+\echo :LAST_ERROR_SQLSTATE
 -- Once the order is approved its lines are frozen.
 SELECT transition(9201, 'paid');
 SELECT transition(9201, 'approved');
 INSERT INTO order_lines (order_id, sku, qty) VALUES (9201, 'SET-TEA', 1);
 UPDATE order_lines SET qty = 5 WHERE order_id = 9201 AND line_no = 1;
 DELETE FROM order_lines WHERE order_id = 9201;
+-- Nor can a line leave it for another order.
+UPDATE order_lines SET order_id = 9299, line_no = 99 WHERE order_id = 9201 AND line_no = 1;
+\echo :LAST_ERROR_SQLSTATE
 SELECT count(*), sum(qty) FROM order_lines WHERE order_id = 9201;

@@ -302,6 +302,9 @@ SELECT line_no, sku, qty, cancelled_qty, unit_price, substitutes FROM order_line
 SELECT kind, amount FROM order_adjustments WHERE order_id = :o10;
 SELECT state, total_amount FROM orders WHERE id = :o10;
 SELECT substitute_line(:o10, 2, 'SK-NOPE');
+SELECT substitute_line(:o10, 2, 'SK-MUG', 'NaN');
+SELECT substitute_line(:o10, 2, 'SK-MUG', 0.004);
+SELECT line_no, sku, qty, cancelled_qty, unit_price FROM order_lines WHERE order_id = :o10 ORDER BY line_no;
 
 -- Cancelling a paid order records what is due back, once: what was paid,
 -- less the refunds already recorded for it (here its cancelled cup), so

@@ -267,7 +267,7 @@ BEGIN
 	IF unit_price IS NULL THEN
 		RAISE EXCEPTION 'unit price must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF unit_price OPERATOR(pg_catalog.<) 0
+	IF unit_price OPERATOR(pg_catalog.<) 0 OR unit_price OPERATOR(pg_catalog.=) 'NaN'
 	   OR unit_price OPERATOR(pg_catalog.<>) pg_catalog.round(unit_price, 2) THEN
 		RAISE EXCEPTION 'invalid unit price %', unit_price
 			USING ERRCODE = 'invalid_parameter_value',

@@ -30,6 +30,42 @@ COMMENT ON COLUMN orderflow.adapters.adapter IS 'function (payload jsonb) return
 COMMENT ON COLUMN orderflow.adapters.key_function IS 'optional function (payload jsonb, OUT order_no text, OUT paid boolean) used at ingest; NULL calls the adapter instead';
 COMMENT ON COLUMN orderflow.adapters.strict_total IS 'true: a stated total that differs from the recomputed one rejects the payload; false: the stated total is kept and an amount_mismatch exception is opened';
 COMMENT ON COLUMN orderflow.adapters.platform IS 'the platform whose payloads the adapter normalizes';
+
+-- The intake job (orderflow.job_sync) runs as the extension's owner and
+-- calls the adapters: an adapter must be that role's function or a
+-- superuser's, never one its registrant could rewrite.
+CREATE FUNCTION orderflow.adapters_owner_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	f pg_catalog.regprocedure;
+	v_owner oid;
+	v_trusted oid := (SELECT c.relowner FROM pg_catalog.pg_class c
+					   WHERE c.oid OPERATOR(pg_catalog.=) 'orderflow.adapters'::pg_catalog.regclass);
+BEGIN
+	FOREACH f IN ARRAY ARRAY[NEW.adapter, NEW.key_function] LOOP
+		CONTINUE WHEN f IS NULL;
+		SELECT p.proowner INTO v_owner FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) f;
+		IF v_owner OPERATOR(pg_catalog.<>) v_trusted
+		   AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) v_owner) THEN
+			RAISE EXCEPTION 'function % cannot be an adapter: it belongs to role "%"',
+				f, pg_catalog.pg_get_userbyid(v_owner)
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'The intake job runs adapters as the extension''s owner, so an adapter must belong to that role or to a superuser.',
+					  HINT = 'Have a superuser review the function and take it over (ALTER FUNCTION ... OWNER TO ...).';
+		END IF;
+	END LOOP;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION orderflow.adapters_owner_guard() IS
+	'refuses an adapter or key function that belongs to a role other than the extension''s owner or a superuser (42501)';
+CREATE TRIGGER adapters_owner_guard BEFORE INSERT OR UPDATE ON orderflow.adapters
+	FOR EACH ROW EXECUTE FUNCTION orderflow.adapters_owner_guard();
+COMMENT ON TRIGGER adapters_owner_guard ON orderflow.adapters IS
+	'adapters are run by the intake job as the extension''s owner: only that role''s or a superuser''s functions';
 COMMENT ON COLUMN orderflow.adapters.builtin IS 'true for the adapters the extension ships; false once replaced with orderflow.register_adapter';
 COMMENT ON COLUMN orderflow.adapters.registered_at IS 'when the adapter was registered or last replaced';
 
