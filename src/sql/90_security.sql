@@ -4,6 +4,19 @@ ALTER TABLE orderflow.orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON orderflow.orders
 	USING (shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
 COMMENT ON POLICY tenant ON orderflow.orders IS 'a tenant sees and changes only the orders of shops whose owner role it belongs to (orderflow.visible_shops, asked once per query)';
+-- Holds: a shop's checkout holds and the holds of the orders a tenant sees.
+-- The stock functions write and close holds as the extension's owner,
+-- checking the order or shop themselves; this governs reading the table.
+ALTER TABLE orderflow.reservations ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON orderflow.reservations
+	USING (shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[])
+		   OR EXISTS (SELECT FROM orderflow.orders o WHERE o.id OPERATOR(pg_catalog.=) order_id));
+COMMENT ON POLICY tenant ON orderflow.reservations IS 'a tenant sees its shops'' checkout holds and the holds of the orders it sees';
+ALTER TABLE orderflow.sku_map ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON orderflow.sku_map
+	USING (shop_id IS NULL
+		   OR shop_id OPERATOR(pg_catalog.=) ANY ((SELECT orderflow.visible_shops())::bigint[]));
+COMMENT ON POLICY tenant ON orderflow.sku_map IS 'a tenant sees the platform-wide mappings and its own shops''';
 -- The staff roles (those orderflow.sees_all_shops() names) see and change
 -- every shop's rows through a policy of their own on each table whose
 -- tenant policy compares shop_id with orderflow.visible_shops(); the
@@ -12,7 +25,8 @@ DO $$
 DECLARE
 	t text;
 BEGIN
-	FOREACH t IN ARRAY ARRAY['orders', 'inbox_payloads', 'inbox_status', 'exceptions', 'outbox']
+	FOREACH t IN ARRAY ARRAY['orders', 'inbox_payloads', 'inbox_status', 'exceptions', 'outbox',
+							 'reservations', 'sku_map']
 	LOOP
 		EXECUTE pg_catalog.format('CREATE POLICY staff ON orderflow.%I'
 								  ' TO orderflow_admin, orderflow_auditor, orderflow_reporting, orderflow_warehouse'

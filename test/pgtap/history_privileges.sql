@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(91);
+SELECT plan(96);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -250,6 +250,16 @@ SELECT throws_ok(
 	$$SELECT orderflow.hold('TAP-STOCK', 'TAP-W', 1, NULL, NULL, order_b, 1, NULL, NULL, true) FROM tap_ids$$,
 	'OF004', NULL,
 	'tenant A cannot hold stock for shop B''s order');
+SELECT is(
+	(SELECT count(*) FROM orderflow.reservations r WHERE r.order_id = (SELECT order_b FROM tap_ids)),
+	0::bigint,
+	'tenant A does not see the holds of shop B''s order');
+RESET ROLE;
+SET ROLE tap_tenant_b;
+SELECT is(
+	(SELECT count(*) FROM orderflow.reservations r WHERE r.order_id = (SELECT order_b FROM tap_ids)),
+	1::bigint,
+	'tenant B sees the hold of its own order');
 RESET ROLE;
 SELECT results_eq(
 	$$SELECT r.status, r.qty FROM orderflow.reservations r WHERE r.order_id = (SELECT order_b FROM tap_ids)$$,
@@ -282,6 +292,28 @@ SELECT throws_ok(
 	'tenant A cannot release shop B''s checkout hold: to it the hold does not exist');
 SELECT is(orderflow.reserve('TAP-STOCK', 'TAP-W', 1, 'TAP-A-9', NULL, shop_a), NULL,
 	'tenant A may place holds for its own shop (none here: no committed stock)') FROM tap_ids;
+SELECT is(
+	(SELECT count(*) FROM orderflow.reservations r WHERE r.id = (SELECT checkout_b FROM tap_ids)),
+	0::bigint,
+	'tenant A does not see shop B''s checkout hold');
+RESET ROLE;
+
+-- SKU mappings: the platform-wide ones are everyone's, a shop's own are
+-- its tenants'.
+CREATE TEMP TABLE tap_maps AS
+SELECT map_sku('generic', 'TAP-PLATFORM-SKU', 'TAP-STOCK') AS platform_wide,
+       map_sku('generic', 'TAP-B-SKU', 'TAP-STOCK', shop_b) AS shop_b_own FROM tap_ids;
+SET ROLE tap_tenant_a;
+SELECT results_eq(
+	$$SELECT m.platform_sku FROM orderflow.sku_map m WHERE m.platform_sku LIKE 'TAP-%' ORDER BY 1$$,
+	$$VALUES ('TAP-PLATFORM-SKU'::text)$$,
+	'tenant A sees the platform-wide mapping, not shop B''s');
+RESET ROLE;
+SET ROLE tap_tenant_b;
+SELECT results_eq(
+	$$SELECT m.platform_sku FROM orderflow.sku_map m WHERE m.platform_sku LIKE 'TAP-%' ORDER BY 1$$,
+	$$VALUES ('TAP-B-SKU'::text), ('TAP-PLATFORM-SKU'::text)$$,
+	'tenant B sees its own mapping too');
 RESET ROLE;
 SET ROLE tap_tenant_b;
 SELECT ok(orderflow.release(checkout_b), 'tenant B releases its shop''s checkout hold') FROM tap_ids;
