@@ -806,9 +806,12 @@ COMMENT ON FUNCTION orderflow.substitute_line(bigint, integer, text, numeric, te
 -- Folding old movements into balances keeps the ledger short.  Movements
 -- are moved in one transaction, so every snapshot sees either the
 -- movements or the balance; allocation never reads them on its hot path.
+-- Runs as the extension's owner: the roles it is granted to (warehouse
+-- staff, administrators, and pg_cron as whoever scheduled the jobs) read
+-- the ledger but never delete from it themselves.
 CREATE FUNCTION orderflow.compact_stock(older_than interval DEFAULT '1 day')
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(96);
+SELECT plan(98);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -449,6 +449,15 @@ CREATE ROLE tap_tenant_c NOLOGIN IN ROLE orderflow_operator;
 SET ROLE tap_tenant_c;
 SELECT is(visible_shops(), NULL::bigint[], 'an operator that owns no shop has no visible shops');
 SELECT is((SELECT count(*) FROM orderflow.orders), 0::bigint, '... and sees no order');
+RESET ROLE;
+
+-- Compaction runs for the roles it is granted to, which cannot delete
+-- from the ledger themselves.
+SET ROLE tap_warehouse;
+SELECT lives_ok($$SELECT orderflow.compact_stock('0 seconds')$$,
+	'warehouse staff can run the compaction');
+SELECT throws_ok($$DELETE FROM orderflow.stock_movements$$, '42501', NULL,
+	'but cannot delete movements themselves');
 RESET ROLE;
 
 SELECT * FROM finish();
