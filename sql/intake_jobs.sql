@@ -65,12 +65,20 @@ SELECT enqueue('order_cancelled', find_order(:web, 'JB-4'), '{}', 'customer', fo
 -- An application's own key, twice: one item.
 SELECT enqueue('shop.survey', find_order(:web, 'JB-4'), '{}', 'customer', 'survey:JB-4')
 	 = enqueue('shop.survey', find_order(:web, 'JB-4'), '{}', 'customer', 'survey:JB-4') AS deduplicated;
+SELECT find_order(:web, 'JB-4') AS jb4 \gset
 -- orderflow's keys are its own: an application role cannot take one first
 -- (which would suppress orderflow's notice), and nothing is queued.
 SET ROLE orderflow_operator;
 SELECT enqueue('order_backordered', NULL, '{}', 'customer', 'orderflow:order_backordered:1:1');
+-- Nor by writing the table: a reserved key, an order it does not see, a
+-- changed key are all refused (42501).
+\set VERBOSITY sqlstate
+INSERT INTO outbox (topic, dedupe_key) VALUES ('order_backordered', 'orderflow:order_backordered:1:2');
+INSERT INTO outbox (topic, order_id, dedupe_key) VALUES ('shop.survey', :'jb4', 'survey:direct');
+UPDATE outbox SET dedupe_key = 'orderflow:order_backordered:1:3';
+\set VERBOSITY default
 RESET ROLE;
-SELECT count(*) AS squatted FROM outbox WHERE dedupe_key LIKE 'orderflow:order_backordered:1:%';
+SELECT count(*) AS squatted FROM outbox WHERE dedupe_key LIKE 'orderflow:order_backordered:1:%' OR dedupe_key = 'survey:direct';
 \set VERBOSITY sqlstate
 SELECT enqueue('Bad Topic', NULL);
 SELECT enqueue('x', NULL, '{}', 'nobody');

@@ -530,7 +530,22 @@ CREATE POLICY tenant ON orderflow.payment_reminders
 COMMENT ON POLICY tenant ON orderflow.payment_reminders IS 'visible with the order';
 
 REVOKE ALL ON orderflow.outbox, orderflow.payment_reminders, orderflow.jobs FROM PUBLIC;
-GRANT INSERT, UPDATE ON orderflow.outbox TO orderflow_operator, orderflow_warehouse;
+-- Application roles queue messages through enqueue (which runs as they
+-- do) and take them through claim_outbox, mark_sent and mark_failed: a row
+-- they write directly must pass enqueue's rules too (no reserved key, an
+-- order they see, with its shop), and of a queued row they change only the
+-- delivery columns.
+GRANT INSERT, UPDATE (claimed_until, attempts, sent_at, last_error) ON orderflow.outbox
+	TO orderflow_operator, orderflow_warehouse;
+CREATE POLICY writes ON orderflow.outbox AS RESTRICTIVE FOR INSERT
+	TO orderflow_operator, orderflow_warehouse
+	WITH CHECK (NOT coalesce(pg_catalog.starts_with(dedupe_key, 'orderflow:'), false)
+				AND (order_id IS NULL
+					 OR EXISTS (SELECT FROM orderflow.orders o
+								 WHERE o.id OPERATOR(pg_catalog.=) outbox.order_id
+								   AND o.shop_id IS NOT DISTINCT FROM outbox.shop_id)));
+COMMENT ON POLICY writes ON orderflow.outbox IS
+	'a row an application role inserts has no key reserved for orderflow''s own notices and belongs to an order it sees, with that order''s shop';
 GRANT SELECT ON orderflow.outbox TO orderflow_warehouse;
 GRANT USAGE ON SEQUENCE orderflow.outbox_id_seq TO orderflow_operator, orderflow_warehouse;
 GRANT SELECT, INSERT, UPDATE, DELETE ON orderflow.jobs TO orderflow_admin;
