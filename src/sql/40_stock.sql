@@ -353,7 +353,7 @@ CREATE FUNCTION orderflow.lot_stock(p_sku text, p_warehouse text)
 RETURNS TABLE (bin_id bigint, bin text, lot_id bigint, lot text, production_date date,
 			   expiry_date date, lot_created_at timestamptz, route_key text,
 			   on_hand bigint, planned bigint, free bigint)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 	WITH ids AS (
@@ -808,7 +808,8 @@ COMMENT ON FUNCTION orderflow.substitute_line(bigint, integer, text, numeric, te
 -- movements or the balance; allocation never reads them on its hot path.
 -- Runs as the extension's owner: the roles it is granted to (warehouse
 -- staff, administrators, and pg_cron as whoever scheduled the jobs) read
--- the ledger but never delete from it themselves.
+-- the ledger but never delete from it themselves.  Folding is what it
+-- does: the movements it folds live on only as balances.
 CREATE FUNCTION orderflow.compact_stock(older_than interval DEFAULT '1 day')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -817,6 +818,10 @@ AS $$
 DECLARE
 	n bigint;
 BEGIN
+	IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<) '0'::interval THEN
+		RAISE EXCEPTION 'compaction age must be zero or more, not %', coalesce(older_than::text, 'null')
+			USING ERRCODE = CASE WHEN older_than IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END;
+	END IF;
 	IF NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('orderflow.compact_stock')) THEN
 		RETURN 0;
 	END IF;
@@ -839,9 +844,11 @@ $$;
 COMMENT ON FUNCTION orderflow.compact_stock(interval) IS
 	'folds stock movements older than the given age into stock_balances; returns how many were folded';
 
+-- Like lot_stock, it sums every shop's holds, which a tenant may not read
+-- one by one: both run as the extension's owner.
 CREATE FUNCTION orderflow.check_stock()
 RETURNS TABLE (sku text, warehouse text, counter bigint, durable bigint, problem text)
-LANGUAGE sql VOLATILE PARALLEL UNSAFE
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 	WITH durable AS (

@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(98);
+SELECT plan(102);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -451,9 +451,26 @@ SELECT is(visible_shops(), NULL::bigint[], 'an operator that owns no shop has no
 SELECT is((SELECT count(*) FROM orderflow.orders), 0::bigint, '... and sees no order');
 RESET ROLE;
 
+-- Stock totals count every shop's holds, also for a tenant that may not
+-- read them one by one.
+CREATE TEMP TABLE tap_lots AS SELECT planned, free FROM lot_stock('TAP-STOCK', 'TAP-W');
+CREATE TEMP TABLE tap_checks AS SELECT * FROM check_stock();
+GRANT SELECT ON tap_lots, tap_checks TO PUBLIC;
+SET ROLE tap_tenant_a;
+SELECT results_eq($$SELECT planned, free FROM orderflow.lot_stock('TAP-STOCK', 'TAP-W')$$,
+	$$SELECT planned, free FROM tap_lots$$,
+	'a tenant''s lot_stock counts the holds of other shops'' orders');
+SELECT set_eq($$SELECT * FROM orderflow.check_stock()$$, $$SELECT * FROM tap_checks$$,
+	'a tenant''s check_stock finds what the owner''s finds');
+RESET ROLE;
+
 -- Compaction runs for the roles it is granted to, which cannot delete
 -- from the ledger themselves.
 SET ROLE tap_warehouse;
+SELECT throws_ok($$SELECT orderflow.compact_stock('-1 day')$$, '22023', NULL,
+	'a negative compaction age is refused');
+SELECT throws_ok($$SELECT orderflow.compact_stock(NULL)$$, '22004', NULL,
+	'so is none');
 SELECT lives_ok($$SELECT orderflow.compact_stock('0 seconds')$$,
 	'warehouse staff can run the compaction');
 SELECT throws_ok($$DELETE FROM orderflow.stock_movements$$, '42501', NULL,
