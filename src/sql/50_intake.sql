@@ -273,6 +273,33 @@ CREATE INDEX exceptions_order_idx ON orderflow.exceptions (order_id);
 COMMENT ON INDEX orderflow.exceptions_order_idx IS 'exceptions of an order';
 CREATE INDEX exceptions_open_idx ON orderflow.exceptions (opened_at) WHERE resolved_at IS NULL;
 COMMENT ON INDEX orderflow.exceptions_open_idx IS 'open exceptions, oldest first';
+
+-- An exception about an order names that order's shop, and an order the
+-- writer sees: a tenant cannot open one on another shop's order (which
+-- the screening of that order would then fill in).  Checked after the
+-- statement, which may have inserted the order itself.
+CREATE FUNCTION orderflow.exception_order_check() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NEW.order_id IS NOT NULL
+	   AND NOT EXISTS (SELECT FROM orderflow.orders o
+					   WHERE o.id OPERATOR(pg_catalog.=) NEW.order_id
+						 AND o.shop_id IS NOT DISTINCT FROM NEW.shop_id) THEN
+		RAISE EXCEPTION 'order % does not exist in shop %', NEW.order_id, coalesce(NEW.shop_id::text, 'null')
+			USING ERRCODE = 'OF004',
+				  DETAIL = 'An exception about an order names an order the role sees, with that order''s shop.';
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION orderflow.exception_order_check() IS
+	'refuses an exception whose order the writer does not see in the exception''s shop (OF004)';
+CREATE TRIGGER exception_order_check AFTER INSERT OR UPDATE OF order_id, shop_id ON orderflow.exceptions
+	FOR EACH ROW EXECUTE FUNCTION orderflow.exception_order_check();
+COMMENT ON TRIGGER exception_order_check ON orderflow.exceptions IS
+	'an exception about an order belongs to that order''s shop and to an order the writer sees';
 COMMENT ON TABLE orderflow.exceptions IS 'exceptions of every stage waiting for a person: one open exception per kind and order';
 COMMENT ON COLUMN orderflow.exceptions.kind IS 'what went wrong, e.g. unknown_sku, missing_contact, suspected_duplicate, amount_mismatch';
 COMMENT ON COLUMN orderflow.exceptions.detail IS 'facts for the person resolving it (JSON object)';
@@ -2325,7 +2352,8 @@ GRANT INSERT ON orderflow.inbox_payloads TO orderflow_operator;
 GRANT INSERT, UPDATE ON orderflow.inbox_status TO orderflow_operator;
 GRANT INSERT, UPDATE ON orderflow.intake_orders TO orderflow_operator;
 GRANT INSERT, DELETE ON orderflow.order_discounts, orderflow.order_payments TO orderflow_operator;
-GRANT INSERT, UPDATE ON orderflow.exceptions TO orderflow_operator, orderflow_warehouse;
+GRANT INSERT, UPDATE (detail, owner, resolved_at, resolved_by, resolution) ON orderflow.exceptions
+	TO orderflow_operator, orderflow_warehouse;
 GRANT SELECT ON orderflow.exceptions TO orderflow_warehouse;
 GRANT SELECT ON orderflow.sync_lag TO orderflow_operator, orderflow_reporting;
 GRANT USAGE ON SEQUENCE orderflow.inbox_payloads_id_seq, orderflow.exceptions_id_seq TO orderflow_operator;

@@ -13,7 +13,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS orderflow;
 SET LOCAL search_path = orderflow, public;
 
-SELECT plan(102);
+SELECT plan(105);
 
 -- Roles of this test: a login role that is an orderflow_admin, two tenants
 -- that work as operators, and a role nobody granted anything to.
@@ -449,6 +449,22 @@ CREATE ROLE tap_tenant_c NOLOGIN IN ROLE orderflow_operator;
 SET ROLE tap_tenant_c;
 SELECT is(visible_shops(), NULL::bigint[], 'an operator that owns no shop has no visible shops');
 SELECT is((SELECT count(*) FROM orderflow.orders), 0::bigint, '... and sees no order');
+RESET ROLE;
+
+-- A tenant cannot open an exception on another shop's order, nor move one
+-- there.
+SET ROLE tap_tenant_a;
+SELECT throws_ok(
+	$$INSERT INTO orderflow.exceptions (kind, order_id, shop_id) SELECT 'missing_contact', order_b, shop_a FROM tap_ids$$,
+	'OF004', NULL,
+	'tenant A cannot open an exception on shop B''s order under its own shop');
+SELECT lives_ok(
+	$$INSERT INTO orderflow.exceptions (kind, order_id, shop_id) SELECT 'missing_contact', order_a, shop_a FROM tap_ids$$,
+	'tenant A opens one on its own order');
+SELECT throws_ok(
+	$$UPDATE orderflow.exceptions SET order_id = (SELECT order_b FROM tap_ids) WHERE kind = 'missing_contact'$$,
+	'42501', NULL,
+	'nor can it point an exception at another order');
 RESET ROLE;
 
 -- Stock totals count every shop's holds, also for a tenant that may not
