@@ -94,6 +94,9 @@ SELECT count(*) FROM orders WHERE order_no = 'T-2';
 UPDATE orders SET id = id + 1000 WHERE order_no = 'T-1';
 UPDATE orders SET history_seq = 7 WHERE order_no = 'T-1';
 UPDATE orders SET history_hash = NULL WHERE order_no = 'T-1';
+-- Nor can its shop: its exceptions, holds and tenants follow the shop.
+UPDATE orders SET shop_id = add_shop('transitions-other-shop', 'generic') WHERE order_no = 'T-1';
+\echo :LAST_ERROR_SQLSTATE
 
 -- transition() moves an order and returns the state it left; with an
 -- expected state it fails (OF002) unless the order is in it; moving to the

@@ -74,6 +74,7 @@ typedef struct OrderColumns
 {
 	Oid			relid;			/* InvalidOid: not looked up yet */
 	AttrNumber	id;
+	AttrNumber	shop_id;
 	AttrNumber	state;
 	AttrNumber	state_changed_at;
 	AttrNumber	paid_at;
@@ -456,6 +457,7 @@ EnsureColumns(Relation rel)
 		return;
 	EnsureCallback();
 	order_columns.id = RequiredColumn(rel, "id", ORDERS_SHAPE);
+	order_columns.shop_id = RequiredColumn(rel, "shop_id", ORDERS_SHAPE);
 	order_columns.state = RequiredColumn(rel, "state", ORDERS_SHAPE);
 	order_columns.state_changed_at = RequiredColumn(rel, "state_changed_at", ORDERS_SHAPE);
 	order_columns.paid_at = RequiredColumn(rel, "paid_at", ORDERS_SHAPE);
@@ -505,7 +507,7 @@ CheckUnchanged(HeapTuple oldtuple, HeapTuple newtuple, TupleDesc desc,
 			(errcode(ERRCODE_OF_ORDER_IDENTITY),
 			 errmsg("column \"%s\" of an order cannot be changed directly",
 					NameStr(att->attname)),
-			 errdetail("The order id and its history position are maintained by orderflow.")));
+			 errdetail("The order id, its shop and its history position are maintained by orderflow.")));
 }
 
 /*
@@ -565,6 +567,7 @@ order_state_transition_trigger(PG_FUNCTION_ARGS)
 		Datum		seq;
 
 		CheckUnchanged(oldtuple, newtuple, desc, order_columns.id);
+		CheckUnchanged(oldtuple, newtuple, desc, order_columns.shop_id);
 		CheckUnchanged(oldtuple, newtuple, desc, order_columns.history_seq);
 		CheckUnchanged(oldtuple, newtuple, desc, order_columns.history_hash);
 
