@@ -78,6 +78,25 @@ $$;
 COMMENT ON FUNCTION orderflow.check_code(text, text) IS
 	'validates a shop, warehouse, bin or SKU code and returns it';
 
+-- NaN is refused by name: it compares greater than every number.
+CREATE FUNCTION orderflow.check_price(price numeric)
+RETURNS numeric
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF price OPERATOR(pg_catalog.<) 0 OR price OPERATOR(pg_catalog.=) 'NaN'
+	   OR price OPERATOR(pg_catalog.<>) pg_catalog.round(price, 2) THEN
+		RAISE EXCEPTION 'invalid unit price %', price
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Prices are zero or more, with at most two decimal places.';
+	END IF;
+	RETURN price;
+END
+$$;
+COMMENT ON FUNCTION orderflow.check_price(numeric) IS
+	'validates a unit price (zero or more, at most two decimals, not NaN) and returns it';
+
 CREATE FUNCTION orderflow.add_shop(name text, platform text, settings jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -267,12 +286,7 @@ BEGIN
 	IF unit_price IS NULL THEN
 		RAISE EXCEPTION 'unit price must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF unit_price OPERATOR(pg_catalog.<) 0 OR unit_price OPERATOR(pg_catalog.=) 'NaN'
-	   OR unit_price OPERATOR(pg_catalog.<>) pg_catalog.round(unit_price, 2) THEN
-		RAISE EXCEPTION 'invalid unit price %', unit_price
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'Prices are zero or more, with at most two decimal places.';
-	END IF;
+	PERFORM orderflow.check_price(unit_price);
 	IF attrs IS NULL OR pg_catalog.jsonb_typeof(attrs) OPERATOR(pg_catalog.<>) 'object' THEN
 		RAISE EXCEPTION 'SKU attributes must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
 	END IF;

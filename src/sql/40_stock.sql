@@ -755,12 +755,7 @@ BEGIN
 		RAISE EXCEPTION 'SKU "%" does not exist', substitute_line_steps.sku USING ERRCODE = 'OF007';
 	END IF;
 	v_price := coalesce(substitute_line_steps.unit_price, v_price);
-	IF v_price OPERATOR(pg_catalog.<) 0 OR v_price OPERATOR(pg_catalog.=) 'NaN'
-	   OR v_price OPERATOR(pg_catalog.<>) pg_catalog.round(v_price, 2) THEN
-		RAISE EXCEPTION 'invalid unit price %', v_price
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'Prices are zero or more, with at most two decimal places.';
-	END IF;
+	PERFORM orderflow.check_price(v_price);
 	v_units := l.qty OPERATOR(pg_catalog.-) l.cancelled_qty;
 	IF v_units OPERATOR(pg_catalog.<=) 0 OR EXISTS (
 		SELECT FROM orderflow.reservations r

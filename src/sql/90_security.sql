@@ -134,6 +134,7 @@ GRANT EXECUTE ON FUNCTION
 	orderflow.lot_stock(text, text),
 	orderflow.bin_lot_on_hand(bigint, bigint),
 	orderflow.line_refund(bigint, integer, integer),
+	orderflow.check_price(numeric),
 	orderflow.cancel_units(bigint, integer, integer, text),
 	orderflow.lock_order(bigint),
 	orderflow.allocate(bigint, text),
